@@ -1,0 +1,42 @@
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench bench-peers clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/robustaudit demo --out demo-report
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/peers.py --ours-only
+
+.venv-peers/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install -q torch==2.13.0
+	.venv-peers/bin/pip install -q -e .
+	.venv-peers/bin/pip install -q --no-deps torchattacks foolbox adversarial-robustness-toolbox
+	.venv-peers/bin/pip install -q eagerpy gitpython requests tqdm typing-extensions
+	touch .venv-peers/.installed
+
+bench-peers: .venv-peers/.installed
+	.venv-peers/bin/python benchmarks/peers.py
+
+clean:
+	rm -rf $(VENV) .venv-peers demo-report
