@@ -1,0 +1,214 @@
+"""The attack protocol. `Attack.__call__` owns checks, the oracle and re-verification; `run()` is the paper."""
+
+from __future__ import annotations
+
+import os
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar, final
+
+import torch
+
+from robustaudit.errors import AccessError, InputError, VerificationError
+from robustaudit.models.base import LabelModel
+from robustaudit.ops import losses
+from robustaudit.ops.lp import NormOps, ops_for
+from robustaudit.ops.rng import per_example_noise
+from robustaudit.oracle import LossFn, Oracle
+from robustaudit.results import AttackResult
+from robustaudit.threat import ThreatModel
+from robustaudit.types import Access, Norm
+from robustaudit.validate import check_inputs
+
+#: Raise on a claimed success that fails verification (tests set ROBUSTAUDIT_STRICT=1); else count it.
+STRICT_ENV = "ROBUSTAUDIT_STRICT"
+
+
+@dataclass
+class Context:
+    """What `run()` gets besides the inputs: the oracle, the threat model, its norm's hooks, randomness keys."""
+
+    oracle: Oracle
+    threat: ThreatModel
+    ops: NormOps
+    seed: int
+    ids: torch.Tensor
+    target: torch.Tensor | None
+    num_classes: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        if message not in self.notes:
+            self.notes.append(message)
+
+    def success(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Adversary's success for these logits of the examples at positions idx."""
+        t = None if self.target is None else self.target[idx]
+        return self.threat.is_success(logits, y, t)
+
+    def project(self, u: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.ops.project(u, x, self.threat.eps, self.threat.bounds)
+
+    def loss(self, name: str, y: torch.Tensor, idx: torch.Tensor) -> LossFn:
+        """The per-example loss `name` (to maximise) for the examples at idx, targeted when the threat is."""
+        if self.threat.targeted:
+            assert self.target is not None
+            ft, t = losses.TARGETED[name], self.target[idx]
+            return lambda z: ft(z, y, t)
+        fu = losses.UNTARGETED[name]
+        return lambda z: fu(z, y)
+
+    def noise(self, kind: str, like: torch.Tensor, idx: torch.Tensor, *keys: object) -> torch.Tensor:
+        """Per-example noise for the examples at idx, keyed by their ids, so it is batch-independent."""
+        return per_example_noise(kind, like, self.ids[idx.cpu()], self.seed, *keys)
+
+    def start_noise(self, like: torch.Tensor, idx: torch.Tensor, *keys: object) -> torch.Tensor:
+        """Raw noise of the norm's random start: uniform in [-1,1] (Linf) or Gaussian (L2)."""
+        return self.noise("uniform" if self.ops.norm == Norm.LINF else "normal", like, idx, *keys)
+
+
+class FirstSuccess:
+    """Keeps each example's first iterate found adversarial (PGD/PMA semantics); fooled ones leave the batch."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x_adv = x.clone()
+        self.success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+    def update(
+        self, ctx: Context, logits: torch.Tensor, xi: torch.Tensor, idx: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        """Record the examples at idx that xi fools; return the mask of those still to attack."""
+        fooled = ctx.success(logits, y[idx], idx)
+        self.x_adv[idx[fooled]] = xi[fooled]
+        self.success[idx[fooled]] = True
+        return ~fooled
+
+    def remaining(self) -> torch.Tensor:
+        return (~self.success).nonzero()[:, 0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attack(ABC):
+    """Base of every attack: hyper-parameters in the (frozen) dataclass, model and threat at call time."""
+
+    name: ClassVar[str]
+    requires: ClassVar[Access] = Access.GRADIENTS
+    norms: ClassVar[frozenset[Norm]] = frozenset({Norm.LINF, Norm.L2})
+
+    @final
+    def __call__(
+        self,
+        model: LabelModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        seed: int = 0,
+        target: torch.Tensor | None = None,
+        ids: torch.Tensor | None = None,
+        attack_mask: torch.Tensor | None = None,
+        num_classes: int | None = None,
+    ) -> AttackResult:
+        """Attack (x, y) under `threat`.
+
+        `ids` are stable example ids that key the randomness (default 0..n-1), so a result does not depend
+        on the batch. `attack_mask` selects the examples known to be correctly classified; without it the
+        clean prediction is computed here (one query each) and misclassified examples are not attacked.
+        """
+        start = time.perf_counter()
+        if Access(model.access) < self.requires:
+            raise AccessError(
+                f"attack {self.name!r} needs {self.requires.name.lower()} access, but the model offers only "
+                f"{Access(model.access).name.lower()}; pick an attack for that access level"
+            )
+        if threat.norm not in self.norms:
+            raise InputError(f"attack {self.name!r} supports norms {sorted(n.value for n in self.norms)}, "
+                             f"not {threat.norm.value}")
+        check_inputs(x, y, threat.bounds)
+        if threat.targeted and (target is None or target.shape != y.shape):
+            raise InputError("a targeted threat model needs a target class per example")
+        device = model.device
+        x, y = x.to(device), y.to(device)
+        n = len(x)
+        ids = torch.arange(n) if ids is None else ids.cpu()
+        overhead = torch.zeros(n, dtype=torch.long)
+        if attack_mask is None:
+            if Access(model.access) >= Access.SCORES:
+                scores = model.predict_scores(x)  # type: ignore[attr-defined]
+                num_classes, pred = scores.shape[1], scores.argmax(1)
+            else:
+                pred = model.predict_labels(x)
+            overhead += 1
+            attack_mask = pred == y if target is None else (pred == y) & (target.to(device) != y)
+        attack_mask = attack_mask.to(device).bool()
+        sub = attack_mask.nonzero()[:, 0]
+        oracle = Oracle(model, len(sub), max_queries=threat.max_queries)
+        ctx = Context(
+            oracle=oracle,
+            threat=threat,
+            ops=ops_for(threat.norm),
+            seed=seed,
+            ids=ids[sub.cpu()],
+            target=None if target is None else target.to(device)[sub],
+            num_classes=num_classes,
+        )
+        x_sub_adv, claimed = (x[sub], torch.zeros(0, dtype=torch.bool, device=device))
+        if len(sub):
+            x_sub_adv, claimed = self.run(ctx, x[sub], y[sub])
+        verified, failures = self._verify(model, x[sub], x_sub_adv, y[sub], claimed, ctx, overhead, sub)
+        success = torch.zeros(n, dtype=torch.bool, device=device)
+        success[sub] = verified
+        x_adv = x.clone()
+        x_adv[sub[verified]] = x_sub_adv[verified].to(x.dtype)
+        queries, gradients = overhead.clone(), torch.zeros(n, dtype=torch.long)
+        queries[sub.cpu()] += oracle.queries
+        gradients[sub.cpu()] += oracle.gradients
+        return AttackResult(
+            name=self.name,
+            x_adv=x_adv,
+            success=success,
+            attacked=attack_mask,
+            queries=queries,
+            gradients=gradients,
+            seconds=time.perf_counter() - start,
+            verification_failures=failures,
+            notes=tuple(ctx.notes),
+        )
+
+    @abstractmethod
+    def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The paper's algorithm on clean-correct examples: (x_adv, claimed success) per example."""
+
+    def _verify(
+        self,
+        model: LabelModel,
+        x: torch.Tensor,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        claimed: torch.Tensor,
+        ctx: Context,
+        overhead: torch.Tensor,
+        sub: torch.Tensor,
+    ) -> tuple[torch.Tensor, int]:
+        """Re-check every claimed success: a fresh forward pass, the eps-ball in float64 and the bounds."""
+        verified = claimed.clone()
+        idx = claimed.nonzero()[:, 0]
+        if len(idx) == 0:
+            return verified, 0
+        xa = x_adv[idx]
+        pred = model.predict_labels(xa)
+        overhead[sub[idx].cpu()] += 1
+        t = None if ctx.target is None else ctx.target[idx]
+        ok = ctx.threat.success_of_labels(pred.to(y.device), y[idx], t)
+        dist = ctx.ops.distance(xa.double(), x[idx].double())
+        eps = ctx.threat.eps
+        ok &= dist <= eps + 1e-6 * max(1.0, eps)
+        b = ctx.threat.bounds
+        flat = xa.reshape(len(idx), -1)
+        ok &= (flat >= b.low).all(1) & (flat <= b.high).all(1)
+        failures = int((~ok).sum())
+        if failures and os.environ.get(STRICT_ENV) == "1":
+            raise VerificationError(f"{self.name}: {failures} claimed successes failed verification")
+        verified[idx] = ok
+        return verified, failures

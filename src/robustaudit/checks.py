@@ -1,0 +1,124 @@
+"""Diagnostics that make a robust-accuracy figure untrustworthy, each a `Flag` with one sentence.
+
+Checks run on a small probe of the data through an `Oracle`, so their passes are counted per example
+like any attack's. (AutoAttack's checks.py inspired the list; these flag instead of only warning.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from robustaudit.errors import InputError
+from robustaudit.models.base import LabelModel
+from robustaudit.ops import losses
+from robustaudit.oracle import Oracle
+from robustaudit.results import AttackSummary, Flag
+from robustaudit.threat import ThreatModel
+from robustaudit.types import Access, Norm
+
+PROBE = 16
+
+
+def model_checks(
+    model: LabelModel, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, threat: ThreatModel, seed: int
+) -> tuple[list[Flag], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the pre-attack checks on the first examples: (flags, probe positions, queries, gradients spent)."""
+    probe = torch.arange(min(PROBE, len(x)))
+    oracle = Oracle(model, len(probe))
+    flags: list[Flag] = []
+    xp, yp = x[probe].to(model.device), y[probe].to(model.device)
+    if getattr(model, "was_training", False):
+        flags.append(Flag("training_mode", "the model was handed over in training mode; robustaudit evaluated "
+                                           "it in eval mode (dropout off, BatchNorm statistics frozen)"))
+    buffers = _buffers(model)
+    if Access(model.access) >= Access.SCORES:
+        first, second = oracle.scores(xp, probe), oracle.scores(xp, probe)
+        scale = 1.0 + float(first.abs().max())
+        if not torch.allclose(first, second, rtol=0, atol=1e-4 * scale):
+            flags.append(Flag("randomized", "two identical forward passes gave different outputs: the model is "
+                                            "randomised, so attack it with expectation over transformation (EOT)"))
+        if _looks_like_probabilities(first):
+            flags.append(Flag("probability_outputs", "the outputs look like probabilities, not logits: remove the "
+                                                     "final softmax, or losses such as CE and DLR are distorted"))
+    else:
+        if not torch.equal(oracle.labels(xp, probe), oracle.labels(xp, probe)):
+            flags.append(Flag("randomized", "two identical queries gave different labels: the model is randomised"))
+    if buffers and any(not torch.equal(a, b) for a, b in zip(buffers, _buffers(model), strict=True)):
+        flags.append(Flag("buffer_updates", "a forward pass changed the model's buffers (BatchNorm statistics in "
+                                            "training mode?): the model changes while it is attacked"))
+    if Access(model.access) >= Access.GRADIENTS:
+        flags += _gradient_checks(oracle, xp, yp, probe)
+        flags += _large_eps_check(model, x, y, correct, threat, seed, oracle, probe)
+    return flags, probe, oracle.queries, oracle.gradients
+
+
+def cascade_flags(summaries: list[AttackSummary], requires: list[Access], n: int) -> list[Flag]:
+    """Post-attack flags: black-box attacks breaking points the gradient attacks missed; failed verifications."""
+    flags = []
+    ran_gradient = False
+    for s, level in zip(summaries, requires, strict=True):
+        if level >= Access.GRADIENTS:
+            ran_gradient = True
+        elif ran_gradient and s.broken / max(n, 1) > 0.002:
+            flags.append(Flag("gradient_masking", f"the black-box attack {s.name} broke {s.broken} points that "
+                                                  "the gradient attacks missed: gradients are likely masked, so "
+                                                  "white-box figures overstate robustness"))
+        if s.verification_failures:
+            flags.append(Flag("verification_failures", f"{s.name} claimed {s.verification_failures} successes that "
+                                                       "a fresh forward pass did not confirm (not counted as broken)"))
+    return flags
+
+
+def _looks_like_probabilities(z: torch.Tensor) -> bool:
+    return bool(z.max() < 1 + 1e-5 and z.min() > -1e-5 and torch.allclose(z.sum(1), torch.ones(len(z)), atol=1e-4))
+
+
+def _buffers(model: LabelModel) -> list[torch.Tensor]:
+    module = getattr(model, "module", None)
+    return [b.detach().clone() for b in module.buffers()] if module is not None else []
+
+
+def _gradient_checks(oracle: Oracle, xp: torch.Tensor, yp: torch.Tensor, probe: torch.Tensor) -> list[Flag]:
+    try:
+        _, _, g = oracle.value_and_grad(xp, probe, lambda z: losses.ce(z, yp))
+    except InputError:
+        return [Flag("non_differentiable", "the model's output has no gradient with respect to its input (a "
+                                           "non-differentiable path): white-box attacks cannot run; use "
+                                           "score-based attacks")]
+    flat = g.reshape(len(g), -1)
+    out = []
+    bad = ~torch.isfinite(flat).all(1)
+    if bad.any():
+        out.append(Flag("nonfinite_gradients", f"{int(bad.sum())} of {len(g)} probed examples have NaN or infinite "
+                                               "input gradients: gradient attacks are unreliable on them"))
+    zero = (flat == 0).all(1) & ~bad
+    if zero.any():
+        out.append(Flag("zero_gradients", f"{int(zero.sum())} of {len(g)} probed examples have an all-zero input "
+                                          "gradient (saturated or masked): gradient attacks cannot move them"))
+    return out
+
+
+def _large_eps_check(
+    model: LabelModel, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, threat: ThreatModel, seed: int,
+    oracle: Oracle, probe: torch.Tensor,
+) -> list[Flag]:
+    """PGD-10 with an eps that covers the whole input box must break every probed example."""
+    from robustaudit.attacks.whitebox.pgd import PGD
+
+    sel = probe[correct[probe].cpu()]
+    if len(sel) == 0:
+        return []
+    width = threat.bounds.width
+    eps = width if threat.norm == Norm.LINF else width * math.sqrt(x[0].numel())
+    big = ThreatModel(norm=threat.norm, eps=eps, bounds=threat.bounds)
+    res = PGD(steps=10)(model, x[sel], y[sel], big, seed=seed, ids=sel, attack_mask=torch.ones(len(sel), dtype=torch.bool))
+    oracle.queries[sel] += res.queries
+    oracle.gradients[sel] += res.gradients
+    left = int((~res.success).sum())
+    if left:
+        return [Flag("not_broken_at_large_eps", f"PGD at eps={eps:.3g}, which covers the whole input range, left "
+                                                f"{left} of {len(sel)} probed examples correctly classified: "
+                                                "gradients are likely masked or the model ignores its input")]
+    return []

@@ -1,0 +1,132 @@
+"""The `robustaudit` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from robustaudit.errors import InputError
+from robustaudit.results import EvalRecord
+from robustaudit.types import Access
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _show(record: EvalRecord, where: Path) -> None:
+    lo, hi = record.robust_accuracy_ci95
+    table = Table(title=f"robustaudit: {record.threat['norm']} eps={record.threat['eps']:g} on {record.n} examples")
+    for col in ("attack", "attacked", "broken", "seconds", "gradients", "forwards"):
+        table.add_column(col, justify="left" if col == "attack" else "right")
+    for a in record.attacks:
+        table.add_row(a.name, str(a.attacked), str(a.broken), f"{a.seconds:.1f}", str(a.gradients), str(a.forwards))
+    out.print(table)
+    out.print(f"clean accuracy  {record.clean_accuracy:.3f}")
+    out.print(f"robust accuracy {record.robust_accuracy:.3f}  (95% CI {lo:.3f}-{hi:.3f})")
+    for a in record.attacks:
+        for note in a.notes:
+            out.print(f"note: {note}", highlight=False)
+    for f in record.flags:
+        out.print(f"[yellow]flag {f.code}:[/] {f.message}", highlight=False)
+    out.print(f"results written to {where}/ (results.json, adversarial.npz, summary.md)", highlight=False)
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="model.pt (TorchScript), model.pt2 (torch.export), "
+                                            "package.module:callable or file.py:callable")],
+    data: Annotated[Path, typer.Option(help=".npz with x (float32) and y (int labels)")],
+    eps: Annotated[float, typer.Option(help="perturbation budget in input units")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
+    norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
+    attacks: Annotated[str, typer.Option(help="fast | standard | strongest | NAME[,NAME...]")] = "fast",
+    seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
+    batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
+    bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
+    budget: Annotated[int | None, typer.Option(help="max forward passes per example and attack")] = None,
+    access: Annotated[str, typer.Option(help="gradients | scores | labels")] = "gradients",
+    device: Annotated[str | None, typer.Option(help="torch device (default: the model's)")] = None,
+    checks: Annotated[bool, typer.Option(help="run the diagnostics")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
+    from robustaudit.models.load import load_model
+    from robustaudit.report.files import write_run
+    from robustaudit.run.data import load_npz
+    from robustaudit.run.runner import evaluate as run_evaluate
+    from robustaudit.run.runner import prepare
+    from robustaudit.threat import ThreatModel
+
+    try:
+        lo_hi = [float(v) for v in bounds.split(",")]
+        if len(lo_hi) != 2:
+            raise InputError(f"--bounds must be LOW,HIGH, got {bounds!r}")
+        level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
+        if level is None:
+            raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
+        threat = ThreatModel(norm=norm, eps=eps, bounds=(lo_hi[0], lo_hi[1]), max_queries=budget)
+        x, y = load_npz(data)
+        m = load_model(model, access=level, device=device)
+        prepare(m, x, y, threat, attacks)
+        record = run_evaluate(m, x, y, threat, attacks, seed=seed, batch_size=batch_size, checks=checks,
+                              progress=not quiet and sys.stderr.isatty())
+    except InputError as e:
+        _fail(str(e))
+        return
+    _show(record, write_run(record, out_dir))
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="report folder")] = Path("demo-report"),
+    attacks: Annotated[str, typer.Option(help="fast | standard | strongest | NAME[,NAME...]")] = "fast",
+    eps: Annotated[float, typer.Option(help="Linf budget")] = 0.1,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Train (once, cached) a small CNN on real handwritten digits, audit it and write a report folder."""
+    from robustaudit.demo import demo_files
+    from robustaudit.models.load import load_model
+    from robustaudit.report.files import write_run
+    from robustaudit.run.data import load_npz
+    from robustaudit.run.runner import evaluate as run_evaluate
+    from robustaudit.threat import ThreatModel
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    model_path, data_path = demo_files()
+    out.print(f"demo model: {model_path}\ndemo data:  {data_path}", highlight=False)
+    x, y = load_npz(data_path)
+    try:
+        record = run_evaluate(load_model(str(model_path)), x, y, ThreatModel(norm="linf", eps=eps), attacks,
+                              progress=not quiet and sys.stderr.isatty())
+    except InputError as e:
+        _fail(str(e))
+        return
+    _show(record, write_run(record, out_dir))
+
+
+@app.command("attacks")
+def list_attacks() -> None:
+    """List attack names and presets."""
+    from robustaudit.attacks.registry import PRESETS, available, get
+
+    for name in available():
+        a = get(name)
+        out.print(f"{name:10s} {a.requires.name.lower():9s} {','.join(sorted(n.value for n in a.norms))}")
+    for preset, names in PRESETS.items():
+        out.print(f"preset {preset}: {' -> '.join(names)}")
+
+
+def main() -> None:
+    app()

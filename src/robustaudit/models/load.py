@@ -1,0 +1,107 @@
+"""Turn a model spec string from the command line into a model at the right access level.
+
+Specs: `model.pt` (TorchScript), `model.pt2` (torch.export), `package.module:callable` or
+`path/to/file.py:callable` (returns an nn.Module). ONNX files and remote endpoints are further sources
+at score or label access; they are recognised here and refused with a clear message until supported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustaudit.errors import InputError
+from robustaudit.models.base import LabelModel
+from robustaudit.models.torch import TorchModel
+from robustaudit.models.wrappers import as_label_only, as_score_only
+from robustaudit.types import Access
+
+
+def load_model(
+    spec: str,
+    *,
+    access: Access = Access.GRADIENTS,
+    device: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> LabelModel:
+    """Load `spec` and return it at `access` (a white-box model can be downgraded, never upgraded)."""
+    if spec.startswith(("http://", "https://")) or spec.endswith(".onnx"):
+        raise InputError(
+            f"{spec!r}: ONNX files and remote endpoints are not supported by this version; "
+            "export the model to TorchScript (.pt) or torch.export (.pt2), or give a python callable"
+        )
+    module = _load_module(spec, device)
+    model = TorchModel(module, mean=mean, std=std, device=device, name=spec)
+    if access == Access.GRADIENTS:
+        return model
+    if access == Access.SCORES:
+        return as_score_only(model)
+    return as_label_only(model)
+
+
+def _load_module(spec: str, device: str | None) -> nn.Module:
+    path = Path(spec)
+    map_location = device or "cpu"
+    if spec.endswith(".pt") or spec.endswith(".pth"):
+        _must_exist(path)
+        try:
+            return torch.jit.load(str(path), map_location=map_location)
+        except RuntimeError as e:
+            raise InputError(
+                f"{spec}: not a TorchScript file ({_first_line(e)}); save it with torch.jit.save(torch.jit.script(m))"
+            ) from None
+    if spec.endswith(".pt2"):
+        _must_exist(path)
+        try:
+            program = torch.export.load(str(path))
+        except Exception as e:  # noqa: BLE001 - any failure to read the archive is the user's file
+            raise InputError(f"{spec}: not a torch.export program ({_first_line(e)})") from None
+        return program.module()
+    if ":" in spec:
+        return _load_callable(spec)
+    raise InputError(
+        f"cannot load model {spec!r}: give a .pt (TorchScript) or .pt2 (torch.export) file, "
+        "or package.module:callable / path/to/file.py:callable"
+    )
+
+
+def _load_callable(spec: str) -> nn.Module:
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        _must_exist(path)
+        name = f"_robustaudit_user_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise InputError(f"cannot import {target}")
+        mod = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = mod
+        module_spec.loader.exec_module(mod)
+    else:
+        try:
+            mod = importlib.import_module(target)
+        except ImportError as e:
+            raise InputError(f"cannot import module {target!r}: {e}") from None
+    fn = getattr(mod, attr, None)
+    if fn is None:
+        raise InputError(f"{target} has no attribute {attr!r}")
+    obj = fn() if callable(fn) and not isinstance(fn, nn.Module) else fn
+    if not isinstance(obj, nn.Module):
+        raise InputError(f"{spec} returned {type(obj).__name__}, expected a torch.nn.Module")
+    return obj
+
+
+def _must_exist(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(f"model file {path} does not exist")
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -1,0 +1,80 @@
+"""A PyTorch module at white-box access, with optional normalisation inside (RobustBench convention)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from robustaudit.types import Access
+
+
+class _Normalized(nn.Module):
+    def __init__(self, module: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.module = module
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module((x - self.mean) / self.std)
+
+
+class TorchModel:
+    """White-box access to an `nn.Module` (eager, TorchScript or an exported program's module).
+
+    The module is put in eval mode; `was_training` remembers whether it arrived in training mode so the
+    diagnostics can say so. Score and label queries run under `torch.inference_mode()`.
+    """
+
+    access = Access.GRADIENTS
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        device: str | torch.device | None = None,
+        name: str = "model",
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        self.was_training = _in_training_mode(module)
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        if mean is not None and std is not None:
+            module = _Normalized(module, mean, std)
+        if device is None:
+            device = _module_device(module)
+        self.device = torch.device(device)
+        self.module = module.to(self.device)
+        _set_eval(self.module)
+        self.name = name
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.to(self.device))
+
+    def predict_scores(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(x.to(self.device)).float()
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict_scores(x).argmax(1)
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _in_training_mode(module: nn.Module) -> bool:
+    return any(m.training for m in module.modules())
+
+
+def _set_eval(module: nn.Module) -> None:
+    module.eval()
+    for m in module.modules():
+        m.training = False

@@ -1,0 +1,92 @@
+"""The oracle: the only door from an attack to the model.
+
+It counts, per example, every forward pass (`queries`) and every forward+backward pass (`gradients`;
+each gradient's forward is also a query), and enforces a hard per-example query budget: a call that
+would take any example past its budget raises `BudgetExhausted` before the model runs, so attacks ask
+`affordable()` first and drop exhausted examples from their active set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from robustaudit.errors import AccessError, BudgetExhausted, InputError
+from robustaudit.models.base import LabelModel
+from robustaudit.types import Access
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Oracle:
+    """Counted, budgeted access to `model` for `n` examples, addressed by position 0..n-1."""
+
+    def __init__(self, model: LabelModel, n: int, *, max_queries: int | None = None) -> None:
+        self.model = model
+        self.access = Access(model.access)
+        self.n = n
+        self.max_queries = max_queries
+        self.queries = torch.zeros(n, dtype=torch.long)
+        self.gradients = torch.zeros(n, dtype=torch.long)
+
+    def remaining(self, idx: torch.Tensor) -> torch.Tensor:
+        """Queries each example in idx may still spend (a large number when there is no budget)."""
+        if self.max_queries is None:
+            return torch.full((len(idx),), 2**62, dtype=torch.long)
+        return self.max_queries - self.queries[idx.cpu()]
+
+    def affordable(self, idx: torch.Tensor, cost: int = 1) -> torch.Tensor:
+        """Mask over idx of the examples that can still pay `cost` queries."""
+        return (self.remaining(idx) >= cost).to(idx.device)
+
+    def _charge(self, idx: torch.Tensor, *, grad: bool) -> None:
+        counts = torch.bincount(idx.cpu(), minlength=self.n)
+        if self.max_queries is not None and bool(((self.queries + counts) > self.max_queries).any()):
+            raise BudgetExhausted("an attack asked for a query beyond an example's budget")
+        self.queries += counts
+        if grad:
+            self.gradients += counts
+
+    def _need(self, level: Access, what: str) -> None:
+        if self.access < level:
+            raise AccessError(f"{what} needs {level.name.lower()} access but the model offers only "
+                              f"{self.access.name.lower()}")
+
+    def scores(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Scores (logits) of x, one row per entry of idx; costs one query per row."""
+        self._need(Access.SCORES, "reading scores")
+        if len(idx) == 0:
+            return torch.zeros(0, 0, device=x.device)
+        self._charge(idx, grad=False)
+        return self.model.predict_scores(x).to(x.device)  # type: ignore[attr-defined]
+
+    def labels(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Top-1 labels of x; costs one query per row."""
+        if len(idx) == 0:
+            return torch.zeros(0, dtype=torch.long, device=x.device)
+        self._charge(idx, grad=False)
+        return self.model.predict_labels(x).to(x.device)
+
+    def value_and_grad(
+        self, x: torch.Tensor, idx: torch.Tensor, loss_fn: LossFn
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, per-example loss, d sum(loss) / dx) at x; costs one gradient (and one query) per row."""
+        self._need(Access.GRADIENTS, "computing gradients")
+        if len(idx) == 0:
+            e = torch.zeros(0, device=x.device)
+            return torch.zeros(0, 0, device=x.device), e, torch.zeros_like(x)
+        self._charge(idx, grad=True)
+        xg = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            z = self.model.logits(xg)  # type: ignore[attr-defined]
+            loss = loss_fn(z)
+            if not loss.requires_grad:
+                raise InputError(
+                    "the model's output is not differentiable with respect to its input; "
+                    "audit it with a score-based attack (--access scores) instead"
+                )
+            (g,) = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
+        if g is None:
+            g = torch.zeros_like(xg)
+        return z.detach().float(), loss.detach(), g.detach()

@@ -1,0 +1,90 @@
+"""Plain result records: numbers stay numbers in JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """What one attack did to each example of its batch.
+
+    x_adv holds the adversarial point where `success`, else the clean input. queries/gradients are every
+    pass the call spent on the example (clean check and verification included).
+    """
+
+    name: str
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    attacked: torch.Tensor
+    queries: torch.Tensor
+    gradients: torch.Tensor
+    seconds: float
+    verification_failures: int = 0
+    notes: tuple[str, ...] = ()
+
+    @property
+    def robust(self) -> torch.Tensor:
+        return self.attacked & ~self.success
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A diagnostic: something that makes the robust accuracy untrustworthy, in one sentence."""
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass
+class AttackSummary:
+    name: str
+    attacked: int
+    broken: int
+    seconds: float
+    gradients: int
+    forwards: int
+    verification_failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class EvalRecord:
+    """One evaluation: the headline figures, per-attack costs, diagnostics and one record per example."""
+
+    n: int
+    clean_accuracy: float
+    robust_accuracy: float
+    robust_accuracy_ci95: tuple[float, float]
+    threat: dict[str, Any]
+    attacks: list[AttackSummary]
+    flags: list[Flag]
+    examples: list[dict[str, Any]]
+    x_adv: torch.Tensor
+    seed: int
+    seconds: float
+    model: str = "model"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "n": self.n,
+            "clean_accuracy": self.clean_accuracy,
+            "robust_accuracy": self.robust_accuracy,
+            "robust_accuracy_ci95": list(self.robust_accuracy_ci95),
+            "threat": self.threat,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "attacks": [a.to_json() for a in self.attacks],
+            "flags": [f.to_json() for f in self.flags],
+            "examples": self.examples,
+        }

@@ -1,0 +1,178 @@
+"""Run a cascade of attacks over a data set and collect per-example outcomes (spec gradient-attacks.md §6.2)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from robustaudit.attacks.base import Attack
+from robustaudit.attacks.registry import resolve
+from robustaudit.checks import cascade_flags, model_checks
+from robustaudit.errors import AccessError, InputError
+from robustaudit.models.base import LabelModel
+from robustaudit.ops.lp import ops_for
+from robustaudit.ops.rng import derive_seed
+from robustaudit.results import AttackSummary, EvalRecord
+from robustaudit.stats import clopper_pearson
+from robustaudit.threat import ThreatModel
+from robustaudit.types import Access, Norm
+from robustaudit.validate import check_inputs, check_labels
+
+
+def _as_tensor(a: torch.Tensor | np.ndarray) -> torch.Tensor:
+    return a if torch.is_tensor(a) else torch.from_numpy(np.asarray(a))
+
+
+def prepare(
+    model: LabelModel, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, threat: ThreatModel,
+    attacks: str | Sequence[Attack],
+) -> tuple[torch.Tensor, torch.Tensor, list[Attack]]:
+    """Validate everything an evaluation needs before any attack runs (the CLI writes nothing otherwise)."""
+    xt, yt = _as_tensor(x), _as_tensor(y)
+    check_inputs(xt, yt, threat.bounds)
+    attack_list = resolve(attacks) if isinstance(attacks, str) else list(attacks)
+    for a in attack_list:
+        if Access(model.access) < a.requires:
+            raise AccessError(f"attack {a.name!r} needs {a.requires.name.lower()} access, but the model offers only "
+                              f"{Access(model.access).name.lower()}")
+        if threat.norm not in a.norms:
+            raise InputError(f"attack {a.name!r} does not support the {threat.norm.value} norm")
+    return xt, yt.long(), attack_list
+
+
+def evaluate(
+    model: LabelModel,
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    threat: ThreatModel,
+    attacks: str | Sequence[Attack] = "fast",
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    checks: bool = True,
+    progress: bool = False,
+    target: torch.Tensor | None = None,
+) -> EvalRecord:
+    """Clean accuracy, then each attack on the examples every earlier attack failed on; one record per example.
+
+    Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
+    (clean prediction, checks, attacks, verification) is counted in its record.
+    """
+    start = time.perf_counter()
+    xt, yt, attack_list = prepare(model, x, y, threat, attacks)
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    n = len(xt)
+    queries = torch.zeros(n, dtype=torch.long)
+    gradients = torch.zeros(n, dtype=torch.long)
+    clean_pred, num_classes = _clean_pass(model, xt, batch_size)
+    queries += 1
+    if num_classes is not None:
+        check_labels(yt, num_classes)
+    correct = clean_pred == yt
+    if target is not None:
+        correct &= target.cpu() != yt
+    flags = []
+    if checks:
+        flags, probe, q, g = model_checks(model, xt, yt, correct, threat, seed)
+        queries[probe] += q
+        gradients[probe] += g
+    robust = correct.clone()
+    broken_by: list[str | None] = [None] * n
+    x_adv = xt.clone()
+    summaries = []
+    with _progress(progress) as bar:
+        for k, attack in enumerate(attack_list):
+            todo = robust.nonzero()[:, 0]
+            summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
+            task = bar.add_task(attack.name, total=len(todo)) if bar else None
+            for batch in todo.split(batch_size):
+                res = attack(
+                    model, xt[batch], yt[batch], threat, seed=derive_seed(seed, k, attack.name), ids=batch,
+                    attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
+                    target=None if target is None else target[batch],
+                )
+                ok = res.success.cpu()
+                robust[batch[ok]] = False
+                x_adv[batch[ok]] = res.x_adv[ok].cpu()
+                for i in batch[ok].tolist():
+                    broken_by[i] = attack.name
+                queries[batch] += res.queries
+                gradients[batch] += res.gradients
+                summary.broken += int(ok.sum())
+                summary.seconds += res.seconds
+                summary.gradients += int(res.gradients.sum())
+                summary.forwards += int(res.queries.sum())
+                summary.verification_failures += res.verification_failures
+                summary.notes += [m for m in res.notes if m not in summary.notes]
+                if bar is not None and task is not None:
+                    bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
+            summaries.append(summary)
+    flags += cascade_flags(summaries, [a.requires for a in attack_list], n)
+    n_robust = int(robust.sum())
+    linf = ops_for(Norm.LINF).distance(x_adv.double(), xt.double())
+    l2 = ops_for(Norm.L2).distance(x_adv.double(), xt.double())
+    examples = [
+        {
+            "index": i,
+            "label": int(yt[i]),
+            "clean_prediction": int(clean_pred[i]),
+            "robust": bool(robust[i]),
+            "broken_by": broken_by[i],
+            "linf": float(linf[i]),
+            "l2": float(l2[i]),
+            "queries": int(queries[i]),
+            "gradients": int(gradients[i]),
+        }
+        for i in range(n)
+    ]
+    return EvalRecord(
+        n=n,
+        clean_accuracy=int(correct.sum()) / n,
+        robust_accuracy=n_robust / n,
+        robust_accuracy_ci95=clopper_pearson(n_robust, n),
+        threat=threat.to_json(),
+        attacks=summaries,
+        flags=flags,
+        examples=examples,
+        x_adv=x_adv,
+        seed=seed,
+        seconds=time.perf_counter() - start,
+        model=str(getattr(model, "name", "model")),
+    )
+
+
+def _clean_pass(model: LabelModel, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int | None]:
+    """Clean predictions (one query per example) and the number of classes when scores are visible."""
+    preds, num_classes = [], None
+    for xb in x.split(batch_size):
+        xb = xb.to(model.device)
+        if Access(model.access) >= Access.SCORES:
+            z = model.predict_scores(xb)  # type: ignore[attr-defined]
+            if z.dim() != 2:
+                raise InputError(f"the model must return one row of scores per example, got shape {tuple(z.shape)}")
+            num_classes = z.shape[1]
+            preds.append(z.argmax(1).cpu())
+        else:
+            preds.append(model.predict_labels(xb).cpu())
+    return torch.cat(preds), num_classes
+
+
+class _NoBar:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _progress(enabled: bool) -> Progress | _NoBar:
+    if not enabled:
+        return _NoBar()
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+    )

@@ -1,0 +1,49 @@
+"""Small shared vocabulary: norms, access levels, bounds."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from robustaudit.errors import InputError
+
+
+class Norm(str, enum.Enum):
+    """The Lp norm of a threat model; distances are measured in input space (inside the bounds)."""
+
+    LINF = "linf"
+    L2 = "l2"
+
+    @classmethod
+    def parse(cls, value: str | Norm) -> Norm:
+        try:
+            return cls(str(value.value if isinstance(value, Norm) else value).lower())
+        except ValueError:
+            raise InputError(f"unknown norm {value!r}: use one of {[n.value for n in cls]}") from None
+
+
+class Access(enum.IntEnum):
+    """How much of a model an auditor sees. Ordered: a higher level offers everything a lower one does."""
+
+    LABELS = 1
+    SCORES = 2
+    GRADIENTS = 3
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The valid input range [low, high] of every feature."""
+
+    low: float = 0.0
+    high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise InputError(f"bounds must be finite, got [{self.low}, {self.high}]")
+        if not self.low < self.high:
+            raise InputError(f"bounds must satisfy low < high, got [{self.low}, {self.high}]")
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
