@@ -86,13 +86,13 @@ def evaluate(
     x_adv = xt.clone()
     summaries = []
     with _progress(progress) as bar:
-        for k, attack in enumerate(attack_list):
+        for attack in attack_list:
             todo = robust.nonzero()[:, 0]
             summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
             task = bar.add_task(attack.name, total=len(todo)) if bar else None
             for batch in todo.split(batch_size):
                 res = attack(
-                    model, xt[batch], yt[batch], threat, seed=derive_seed(seed, k, attack.name), ids=batch,
+                    model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
                     attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
                     target=None if target is None else target[batch],
                 )

@@ -46,7 +46,7 @@ class Square(Attack):
             act = act[ctx.oracle.affordable(act)]
             if len(act) == 0:
                 break
-            xa, ok = self._single_run(ctx, img, y, act, restart)
+            xa, ok = self._single_run(ctx, img, y, act, restart, shape[1:])
             x_adv[act[ok]], success[act[ok]] = xa[ok], True
         return x_adv.reshape(shape), success
 
@@ -57,15 +57,16 @@ class Square(Attack):
         return losses.margin(z, y[idx])
 
     def _single_run(
-        self, ctx: Context, x: torch.Tensor, y: torch.Tensor, act: torch.Tensor, restart: int
+        self, ctx: Context, x: torch.Tensor, y: torch.Tensor, act: torch.Tensor, restart: int,
+        feature_shape: torch.Size,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         eps, b, oracle = ctx.threat.eps, ctx.threat.bounds, ctx.oracle
         gen = generator(ctx.seed, self.name, restart, tuple(ctx.ids[act.cpu()].tolist()))
         xs = x[act]
         best = self._init(ctx, xs, gen)
-        z = oracle.scores(best, act)
+        z = oracle.scores(best.reshape(len(best), *feature_shape), act)
         loss_best = self._loss(ctx, z, y, act)
-        done = ctx.success(z, y, act)
+        done = ctx.success(z, y[act], act)
         n_iter = self.n_queries - 1
         for i in range(n_iter):
             live = (~done).nonzero()[:, 0]
@@ -78,9 +79,9 @@ class Square(Attack):
             else:
                 new = self._l2_proposal(xs[live], best[live], p, eps, gen)
             new = ctx.project(new, xs[live]).clamp(b.low, b.high)
-            z = oracle.scores(new, act[live])
+            z = oracle.scores(new.reshape(len(new), *feature_shape), act[live])
             loss = self._loss(ctx, z, y, act[live])
-            fooled = ctx.success(z, y, act[live])
+            fooled = ctx.success(z, y[act[live]], act[live])
             improved = loss < loss_best[live]
             loss_best[live[improved]] = loss[improved]
             accept = improved | fooled
@@ -117,7 +118,7 @@ class Square(Attack):
         self, x: torch.Tensor, best: torch.Tensor, p: float, eps: float, gen: torch.Generator
     ) -> torch.Tensor:
         _, c, h, w = x.shape
-        s = min(max(round(math.sqrt(p * h * w)), 1), min(h, w))
+        s = window_side(Norm.LINF, p, h, w)
         r, col = self._window(s, h, w, gen)
         tau = _signs((1, c, 1, 1), gen, x)
         new = best.clone()
@@ -128,8 +129,7 @@ class Square(Attack):
         self, x: torch.Tensor, best: torch.Tensor, p: float, eps: float, gen: torch.Generator
     ) -> torch.Tensor:
         n, c, h, w = x.shape
-        s = max(round(math.sqrt(p * h * w)), 3)
-        s = min(s + 1 if s % 2 == 0 else s, min(h, w))
+        s = window_side(Norm.L2, p, h, w)
         r1, c1 = self._window(s, h, w, gen)
         r2, c2 = self._window(s, h, w, gen)
         delta = best - x
@@ -149,6 +149,15 @@ class Square(Attack):
         delta[:, :, r1:r1 + s, c1:c1 + s] = new
         norm = delta.pow(2).sum((1, 2, 3), keepdim=True).sqrt()
         return x + eps * delta / (norm + 1e-12)
+
+
+def window_side(norm: Norm, p: float, h: int, w: int) -> int:
+    """Side of the square window for a fraction p of the h×w pixels (AutoAttack's caps, spec §2.2)."""
+    s = round(math.sqrt(p * h * w))
+    if norm == Norm.LINF:
+        return min(max(s, 1), min(h, w))
+    s = max(s, 3)
+    return min(s + 1 if s % 2 == 0 else s, min(h, w))
 
 
 def _signs(shape: tuple[int, ...], gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,137 @@
+"""One contract, every registered attack: ball and bounds, verified success, exact counts, budgets,
+determinism, batch independence, untouched inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import Counting, small_cnn
+from robustaudit.attacks.base import Attack
+from robustaudit.attacks.registry import available, get
+from robustaudit.errors import AccessError
+from robustaudit.models import TorchModel, as_label_only, as_score_only
+from robustaudit.ops.lp import ops_for
+from robustaudit.threat import ThreatModel
+
+# Small settings so the contract runs in seconds; the defaults are exercised by the golden test.
+SMALL = {"pgd": {"steps": 5}, "apgd-ce": {"n_iter": 8}, "apgd-dlr": {"n_iter": 8}, "apgd-t": {"n_iter": 8, "n_targets": 3},
+         "fab-t": {"n_iter": 8, "n_targets": 3}, "pma": {"steps": 8}, "square": {"n_queries": 40}}
+
+
+def small(name: str) -> Attack:
+    return dataclasses.replace(get(name), **SMALL.get(name, {}))
+
+
+@pytest.fixture(scope="module")
+def setup(digits8: tuple[torch.Tensor, torch.Tensor], trained_cnn: torch.nn.Module):
+    x, y = digits8
+    return x[1500:1524].clone(), y[1500:1524].clone(), trained_cnn
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 1.0)])
+@pytest.mark.parametrize("name", available())
+def test_contract(setup, name: str, norm: str, eps: float) -> None:
+    x, y, net = setup
+    counted = Counting(net)
+    model = TorchModel(counted)
+    threat = ThreatModel(norm=norm, eps=eps)
+    attack = small(name)
+    x0 = x.clone()
+    res = attack(model, x, y, threat, seed=3)
+    assert torch.equal(x, x0), "inputs were mutated"
+    # inside the ball and the bounds, and untouched where not successful
+    d = ops_for(threat.norm).distance(res.x_adv.double(), x.double())
+    assert bool((d <= eps + 1e-6).all())
+    assert bool((res.x_adv >= 0).all() and (res.x_adv <= 1).all())
+    assert torch.equal(res.x_adv[~res.success], x[~res.success])
+    # success agrees with the model
+    with torch.no_grad():
+        pred = net(res.x_adv).argmax(1)
+    assert torch.equal(res.success, (pred != y) & res.attacked)
+    assert not bool((res.success & ~res.attacked).any())
+    # counts are exactly what the model saw
+    assert int(res.queries.sum()) == counted.forward_rows
+    assert int(res.gradients.sum()) == counted.backward_rows
+    if attack.requires.name == "GRADIENTS":
+        assert int(res.gradients.sum()) > 0
+    # determinism with a seed
+    again = attack(TorchModel(net), x, y, threat, seed=3)
+    assert torch.equal(again.success, res.success) and torch.equal(again.x_adv, res.x_adv)
+
+
+@pytest.mark.parametrize("name", available())
+def test_budget_is_never_exceeded(setup, name: str) -> None:
+    x, y, net = setup
+    budget = 7
+    counted = Counting(net)
+    res = small(name)(TorchModel(counted), x, y, ThreatModel(eps=0.15, max_queries=budget))
+    # the clean check and the verification pass are outside the attack's budget: at most 2 more
+    assert int(res.queries.max()) <= budget + 2
+    assert int(res.queries.sum()) == counted.forward_rows
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n != "square"])
+def test_batch_independence(setup, name: str) -> None:
+    """Per-example randomness: attacking in two halves gives the result of one batch."""
+    x, y, net = setup
+    threat = ThreatModel(eps=0.15)
+    attack, model = small(name), TorchModel(net)
+    whole = attack(model, x, y, threat, seed=1)
+    ids = torch.arange(len(x))
+    a = attack(model, x[:10], y[:10], threat, seed=1, ids=ids[:10])
+    b = attack(model, x[10:], y[10:], threat, seed=1, ids=ids[10:])
+    assert torch.equal(torch.cat([a.success, b.success]), whole.success)
+    assert torch.allclose(torch.cat([a.x_adv, b.x_adv]), whole.x_adv, atol=1e-5)
+
+
+def test_white_box_attack_refuses_black_box_model(setup) -> None:
+    x, y, net = setup
+    with pytest.raises(AccessError):
+        get("pgd")(as_score_only(TorchModel(net)), x, y, ThreatModel(eps=0.1))
+    with pytest.raises(AccessError):
+        get("square")(as_label_only(TorchModel(net)), x, y, ThreatModel(eps=0.1))
+
+
+def test_square_runs_on_a_score_only_model(setup) -> None:
+    x, y, net = setup
+    res = small("square")(as_score_only(TorchModel(net)), x, y, ThreatModel(eps=0.3))
+    assert int(res.gradients.sum()) == 0 and bool(res.success.any())
+
+
+def test_clean_misclassified_examples_are_never_attacked(setup) -> None:
+    x, y, net = setup
+    wrong = (y + 1) % 10
+    counted = Counting(net)
+    res = small("pgd")(TorchModel(counted), x, wrong, ThreatModel(eps=0.15))
+    with torch.no_grad():
+        correct = net(x).argmax(1) == wrong
+    assert torch.equal(res.attacked, correct)
+    assert bool((res.queries[~correct] == 1).all()) and bool((res.gradients[~correct] == 0).all())
+
+
+def test_tabular_inputs_and_two_classes() -> None:
+    g = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    x = torch.rand(16, 5, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    for name in available():
+        res = small(name)(TorchModel(net), x, y, ThreatModel(eps=0.5))
+        assert res.x_adv.shape == x.shape
+    notes = small("apgd-t")(TorchModel(net), x, y, ThreatModel(eps=0.5)).notes
+    assert any("targeted cross-entropy" in n for n in notes)
+
+
+def test_random_small_cnns_keep_the_contract() -> None:
+    """Untrained CNNs of several widths and class counts (2..12)."""
+    for k in (2, 3, 12):
+        net = small_cnn(k=k, seed=k)
+        x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(k))
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        for name in available():
+            res = small(name)(TorchModel(net), x, y, ThreatModel(eps=0.2))
+            assert bool((ops_for(res_norm := ThreatModel().norm).distance(res.x_adv, x) <= 0.2 + 1e-6).all()), res_norm
