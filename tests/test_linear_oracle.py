@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from conftest import linear_model
+
 from robustaudit.attacks.registry import get
 from robustaudit.attacks.whitebox.fab import FABT
 from robustaudit.models import TorchModel

@@ -117,7 +117,10 @@ def test_plane_step_is_the_minimal_norm_step_inside_the_box(norm: Norm) -> None:
                           bounds=[(-ui, 1 - ui) for ui in un] + [(0, None)])
             assert abs(np.abs(step).max() - res.fun) < 1e-7
         else:
-            res = minimize(lambda v: v @ v, np.zeros(d), constraints=[{"type": "eq", "fun": lambda v: wn @ (un + v) - bn}],
+            def on_plane(v: np.ndarray, wn: np.ndarray = wn, un: np.ndarray = un, bn: float = bn) -> float:
+                return float(wn @ (un + v) - bn)
+
+            res = minimize(lambda v: v @ v, np.zeros(d), constraints=[{"type": "eq", "fun": on_plane}],
                            bounds=[(-ui, 1 - ui) for ui in un], method="SLSQP", options={"ftol": 1e-14})
             assert abs(np.linalg.norm(step) - np.sqrt(res.fun)) < 1e-5
 

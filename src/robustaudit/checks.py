@@ -49,8 +49,10 @@ def model_checks(
         flags.append(Flag("buffer_updates", "a forward pass changed the model's buffers (BatchNorm statistics in "
                                             "training mode?): the model changes while it is attacked"))
     if Access(model.access) >= Access.GRADIENTS:
-        flags += _gradient_checks(oracle, xp, yp, probe)
-        flags += _large_eps_check(model, x, y, correct, threat, seed, oracle, probe)
+        grad_flags = _gradient_checks(oracle, xp, yp, probe)
+        flags += grad_flags
+        if not any(f.code == "non_differentiable" for f in grad_flags):
+            flags += _large_eps_check(model, x, y, correct, threat, seed, oracle, probe)
     return flags, probe, oracle.queries, oracle.gradients
 
 
@@ -113,7 +115,8 @@ def _large_eps_check(
     width = threat.bounds.width
     eps = width if threat.norm == Norm.LINF else width * math.sqrt(x[0].numel())
     big = ThreatModel(norm=threat.norm, eps=eps, bounds=threat.bounds)
-    res = PGD(steps=10)(model, x[sel], y[sel], big, seed=seed, ids=sel, attack_mask=torch.ones(len(sel), dtype=torch.bool))
+    everyone = torch.ones(len(sel), dtype=torch.bool)
+    res = PGD(steps=10)(model, x[sel], y[sel], big, seed=seed, ids=sel, attack_mask=everyone)
     oracle.queries[sel] += res.queries
     oracle.gradients[sel] += res.gradients
     left = int((~res.success).sum())

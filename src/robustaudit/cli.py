@@ -13,7 +13,7 @@ from rich.table import Table
 
 from robustaudit.errors import InputError
 from robustaudit.results import EvalRecord
-from robustaudit.types import Access
+from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
 err = Console(stderr=True)
@@ -76,7 +76,7 @@ def evaluate(
         level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
         if level is None:
             raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
-        threat = ThreatModel(norm=norm, eps=eps, bounds=(lo_hi[0], lo_hi[1]), max_queries=budget)
+        threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
         x, y = load_npz(data)
         m = load_model(model, access=level, device=device)
         prepare(m, x, y, threat, attacks)
@@ -108,7 +108,7 @@ def demo(
     out.print(f"demo model: {model_path}\ndemo data:  {data_path}", highlight=False)
     x, y = load_npz(data_path)
     try:
-        record = run_evaluate(load_model(str(model_path)), x, y, ThreatModel(norm="linf", eps=eps), attacks,
+        record = run_evaluate(load_model(str(model_path)), x, y, ThreatModel(norm=Norm.LINF, eps=eps), attacks,
                               progress=not quiet and sys.stderr.isatty())
     except InputError as e:
         _fail(str(e))

@@ -81,12 +81,10 @@ class Oracle:
         with torch.enable_grad():
             z = self.model.logits(xg)  # type: ignore[attr-defined]
             loss = loss_fn(z)
-            if not loss.requires_grad:
-                raise InputError(
-                    "the model's output is not differentiable with respect to its input; "
-                    "audit it with a score-based attack (--access scores) instead"
-                )
-            (g,) = torch.autograd.grad(loss.sum(), xg, allow_unused=True)
+            g = torch.autograd.grad(loss.sum(), xg, allow_unused=True)[0] if loss.requires_grad else None
         if g is None:
-            g = torch.zeros_like(xg)
+            raise InputError(
+                "the model's output is not differentiable with respect to its input; "
+                "audit it with a score-based attack (--access scores) instead"
+            )
         return z.detach().float(), loss.detach(), g.detach()

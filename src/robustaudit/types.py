@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from robustaudit.errors import InputError
 
 
-class Norm(str, enum.Enum):
+class Norm(enum.StrEnum):
     """The Lp norm of a threat model; distances are measured in input space (inside the bounds)."""
 
     LINF = "linf"

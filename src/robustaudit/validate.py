@@ -13,7 +13,8 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, bounds: Bounds) -> None:
     if not torch.is_tensor(x) or not torch.is_tensor(y):
         raise InputError("x and y must be tensors (or numpy arrays given to the CLI)")
     if x.dtype != torch.float32:
-        raise InputError(f"x must be float32, got {str(x.dtype).replace('torch.', '')}; convert with x.astype('float32')")
+        got = str(x.dtype).replace("torch.", "")
+        raise InputError(f"x must be float32, got {got}; convert with x.astype('float32')")
     if x.dim() not in (2, 4):
         raise InputError(f"x must be N×D (tables) or N×C×H×W (images), got shape {tuple(x.shape)}")
     if len(x) == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, final
 
@@ -66,6 +67,41 @@ class Context:
     def start_noise(self, like: torch.Tensor, idx: torch.Tensor, *keys: object) -> torch.Tensor:
         """Raw noise of the norm's random start: uniform in [-1,1] (Linf) or Gaussian (L2)."""
         return self.noise("uniform" if self.ops.norm == Norm.LINF else "normal", like, idx, *keys)
+
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+SingleRun = Callable[[torch.Tensor, torch.Tensor, int, int], Pair]
+
+
+def over_targets(
+    ctx: Context, x: torch.Tensor, n_targets: int, restarts: int, min_queries: int, single_run: SingleRun
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targeted rounds (APGD-T, FAB-T): for rank = 2..n_targets+1 and each restart, attack the examples not yet
+    fooled that can afford `min_queries`, towards the class with the rank-th largest clean logit (1 query each
+    to read it; the given target instead under a targeted threat). single_run(idx, target, rank, restart)
+    returns (x_adv, fooled) for the examples at idx."""
+    x_adv = x.clone()
+    success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    rounds = 1 if ctx.threat.targeted else n_targets
+    if ctx.num_classes is not None and not ctx.threat.targeted:
+        rounds = min(rounds, ctx.num_classes - 1)
+    for rank in range(2, rounds + 2):
+        for restart in range(restarts):
+            act = (~success).nonzero()[:, 0]
+            act = act[ctx.oracle.affordable(act, min_queries)]
+            if len(act) == 0:
+                return x_adv, success
+            if ctx.threat.targeted and ctx.target is not None:
+                t = ctx.target[act]
+            else:
+                z = ctx.oracle.scores(x[act], act)
+                ctx.num_classes = z.shape[1]
+                if rank > z.shape[1]:
+                    return x_adv, success
+                t = z.sort(1, descending=True).indices[:, rank - 1]
+            adv, ok = single_run(act, t, rank, restart)
+            x_adv[act[ok]], success[act[ok]] = adv[ok], True
+    return x_adv, success
 
 
 class FirstSuccess:

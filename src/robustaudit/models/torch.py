@@ -18,7 +18,8 @@ class _Normalized(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module((x - self.mean) / self.std)
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        return self.module((x - mean) / std)
 
 
 class TorchModel:
@@ -41,7 +42,7 @@ class TorchModel:
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
-        self.was_training = _in_training_mode(module)
+        was_training = _in_training_mode(module)
         if (mean is None) != (std is None):
             raise ValueError("give both mean and std, or neither")
         if mean is not None and std is not None:
@@ -50,7 +51,8 @@ class TorchModel:
             device = _module_device(module)
         self.device = torch.device(device)
         self.module = module.to(self.device)
-        _set_eval(self.module)
+        # a torch.export program refuses eval(): its mode was fixed when it was exported
+        self.was_training = _set_eval(self.module) and was_training
         self.name = name
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +76,12 @@ def _in_training_mode(module: nn.Module) -> bool:
     return any(m.training for m in module.modules())
 
 
-def _set_eval(module: nn.Module) -> None:
-    module.eval()
+def _set_eval(module: nn.Module) -> bool:
+    """Put every submodule in eval mode; False when the module refuses (a torch.export program)."""
+    try:
+        module.eval()
+    except NotImplementedError:
+        return False
     for m in module.modules():
         m.training = False
+    return True

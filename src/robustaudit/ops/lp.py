@@ -14,10 +14,10 @@ _TINY = 1e-12
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.flatten(1)
 
 
-def _per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def _per_example(v: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """Reshape a per-example vector (or scalar) to broadcast against `like` (masks stay boolean)."""
     if not torch.is_tensor(v):
         return torch.as_tensor(v, dtype=like.dtype, device=like.device)
@@ -101,6 +101,6 @@ def ops_for(norm: Norm) -> NormOps:
     return _OPS[Norm.parse(norm)]
 
 
-def per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def per_example(v: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """Public form of the broadcasting helper."""
     return _per_example(v, like)

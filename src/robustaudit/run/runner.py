@@ -16,7 +16,7 @@ from robustaudit.errors import AccessError, InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops.lp import ops_for
 from robustaudit.ops.rng import derive_seed
-from robustaudit.results import AttackSummary, EvalRecord
+from robustaudit.results import AttackSummary, EvalRecord, Flag
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Norm
@@ -76,7 +76,7 @@ def evaluate(
     correct = clean_pred == yt
     if target is not None:
         correct &= target.cpu() != yt
-    flags = []
+    flags: list[Flag] = []
     if checks:
         flags, probe, q, g = model_checks(model, xt, yt, correct, threat, seed)
         queries[probe] += q
@@ -151,14 +151,22 @@ def _clean_pass(model: LabelModel, x: torch.Tensor, batch_size: int) -> tuple[to
     preds, num_classes = [], None
     for xb in x.split(batch_size):
         xb = xb.to(model.device)
-        if Access(model.access) >= Access.SCORES:
-            z = model.predict_scores(xb)  # type: ignore[attr-defined]
-            if z.dim() != 2:
-                raise InputError(f"the model must return one row of scores per example, got shape {tuple(z.shape)}")
-            num_classes = z.shape[1]
-            preds.append(z.argmax(1).cpu())
-        else:
-            preds.append(model.predict_labels(xb).cpu())
+        try:
+            if Access(model.access) >= Access.SCORES:
+                z = model.predict_scores(xb)  # type: ignore[attr-defined]
+                if z.dim() != 2 or len(z) != len(xb):
+                    raise InputError(f"the model must return one row of scores per example, got shape "
+                                     f"{tuple(z.shape)} for {len(xb)} inputs")
+                num_classes = z.shape[1]
+                preds.append(z.argmax(1).cpu())
+            else:
+                preds.append(model.predict_labels(xb).cpu())
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure of the user's model on the user's data
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise InputError(f"the model failed on inputs of shape {tuple(xb.shape[1:])}: {msg}; check that the "
+                             "data has the layout the model expects") from None
     return torch.cat(preds), num_classes
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustaudit.attacks.base import Attack, Context
+from robustaudit.attacks.base import Attack, Context, Pair, over_targets
 from robustaudit.ops import losses
 from robustaudit.ops.lp import per_example
 from robustaudit.ops.schedules import apgd_checkpoint_periods
@@ -127,31 +127,16 @@ class APGDT(Attack):
     rho: float = 0.75
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_adv = x.clone()
-        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        rounds = 1 if ctx.threat.targeted else self.n_targets
-        if ctx.num_classes is not None and not ctx.threat.targeted:
-            rounds = min(rounds, ctx.num_classes - 1)
-        for rank in range(2, rounds + 2):
-            for restart in range(self.restarts):
-                act = (~success).nonzero()[:, 0]
-                act = act[ctx.oracle.affordable(act, self.n_iter + 2)]
-                if len(act) == 0:
-                    return x_adv, success
-                z = ctx.oracle.scores(x[act], act)  # the target is re-read from the clean logits
-                n_classes = z.shape[1]
-                if rank > n_classes:
-                    return x_adv, success
-                t = ctx.target[act] if ctx.threat.targeted else z.sort(1, descending=True).indices[:, rank - 1]
-                loss_fn = self._loss(ctx, y[act], t, n_classes)
-                x_r, f = apgd_single_run(
-                    ctx, x[act], y[act], act, loss_fn, self.n_iter, self.rho, (self.name, rank, restart)
-                )
-                x_adv[act[f]], success[act[f]] = x_r[f], True
-        return x_adv, success
+        def single_run(act: torch.Tensor, t: torch.Tensor, rank: int, restart: int) -> Pair:
+            loss_fn = self._loss(ctx, y[act], t, ctx.num_classes or 0)
+            key = (self.name, rank, restart)
+            return apgd_single_run(ctx, x[act], y[act], act, loss_fn, self.n_iter, self.rho, key)
+
+        # 1 query for the target + n_iter + 1 gradients
+        return over_targets(ctx, x, self.n_targets, self.restarts, self.n_iter + 2, single_run)
 
     def _loss(self, ctx: Context, y: torch.Tensor, t: torch.Tensor, n_classes: int) -> LossFn:
-        if n_classes < 4:
+        if 0 < n_classes < 4:
             ctx.note(f"{self.name}: the targeted DLR loss needs >= 4 classes; used targeted cross-entropy")
             return lambda z: losses.ce_targeted(z, y, t)
         return lambda z: losses.dlr_targeted(z, y, t)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustaudit.attacks.base import Attack, Context
+from robustaudit.attacks.base import Attack, Context, Pair, over_targets
 from robustaudit.ops.planes import step_onto_plane
 from robustaudit.oracle import LossFn
 
@@ -36,22 +36,10 @@ class FABT(Attack):
     early_stop: bool = True  # leave once within eps (False: keep shrinking the norm, as a min-norm attack)
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_adv = x.clone()
-        success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        rounds = 1 if ctx.threat.targeted else self.n_targets
-        for rank in range(2, rounds + 2):
-            for restart in range(self.restarts):
-                act = (~success).nonzero()[:, 0]
-                act = act[ctx.oracle.affordable(act, 2)]
-                if len(act) == 0:
-                    return x_adv, success
-                z = ctx.oracle.scores(x[act], act)
-                if rank > z.shape[1]:
-                    return x_adv, success
-                t = ctx.target[act] if ctx.threat.targeted else z.sort(1, descending=True).indices[:, rank - 1]
-                adv, ok = self._single_run(ctx, x[act], y[act], t, act, restart, rank)
-                x_adv[act[ok]], success[act[ok]] = adv[ok], True
-        return x_adv, success
+        def single_run(act: torch.Tensor, t: torch.Tensor, rank: int, restart: int) -> Pair:
+            return self._single_run(ctx, x[act], y[act], t, act, restart, rank)
+
+        return over_targets(ctx, x, self.n_targets, self.restarts, 3, single_run)
 
     def _single_run(
         self, ctx: Context, x0: torch.Tensor, y: torch.Tensor, t: torch.Tensor, idx: torch.Tensor,

@@ -11,7 +11,8 @@ from robustaudit.attacks.base import Attack, Context, FirstSuccess
 
 @dataclass(frozen=True, kw_only=True)
 class PGD(Attack):
-    """PGD, Linf/L2, white box; Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+    """PGD, Linf/L2, white box; Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
+    ICLR 2018.
 
     Cost: 1 fwd (clean) + restarts × (steps grads + 1 fwd) per example that stays robust; a fooled example
     leaves the batch at once and keeps its first adversarial iterate.

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from robustaudit.attacks.base import Attack, Context, FirstSuccess
-from robustaudit.oracle import LossFn
 from robustaudit.ops.schedules import pma_step
+from robustaudit.oracle import LossFn
 
 
 @dataclass(frozen=True, kw_only=True)
