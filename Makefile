@@ -16,7 +16,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src
+	$(BIN)/mypy src benchmarks
 
 test: lint
 	$(BIN)/pytest -q

@@ -117,6 +117,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(demo_paths, small_dat
         assert not out.exists()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_model_sources(tmp_path: Path, small_data: str) -> None:
     """TorchScript, torch.export and python callables load to the same predictions."""
     import torch

@@ -64,17 +64,19 @@ def train_digits_cnn(xtr: np.ndarray, ytr: np.ndarray, *, epochs: int = 8, seed:
 
 
 def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
-    """(TorchScript model, test .npz), trained and written on first use, then loaded from the cache."""
+    """(torch.export program, test .npz), trained and written on first use, then loaded from the cache."""
     d = directory or cache_dir()
-    model_path, data_path = d / "digits_cnn.pt", d / "digits_test.npz"
+    model_path, data_path = d / "digits_cnn.pt2", d / "digits_test.npz"
     if model_path.is_file() and data_path.is_file():
         return model_path, data_path
     d.mkdir(parents=True, exist_ok=True)
     log.info("training the demo digits CNN (once; cached in %s)", d)
     xtr, ytr, xte, yte = digits_32()
     model = train_digits_cnn(xtr, ytr)
-    tmp = model_path.with_suffix(".pt.tmp")
-    torch.jit.save(torch.jit.script(model), str(tmp))
+    tmp = model_path.with_suffix(".pt2.tmp")
+    example = torch.from_numpy(xte[:8])
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp))
     os.replace(tmp, model_path)
     with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
         np.savez(f, x=xte, y=yte)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def _load_module(spec: str, device: str | None) -> nn.Module:
     if spec.endswith(".pt") or spec.endswith(".pth"):
         _must_exist(path)
         try:
-            return torch.jit.load(str(path), map_location=map_location)
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still what many users have
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return torch.jit.load(str(path), map_location=map_location)
         except RuntimeError as e:
             raise InputError(
                 f"{spec}: not a TorchScript file ({_first_line(e)}); save it with torch.jit.save(torch.jit.script(m))"
