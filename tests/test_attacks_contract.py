@@ -137,3 +137,15 @@ def test_random_small_cnns_keep_the_contract() -> None:
             res = small(name)(TorchModel(net), x, y, ThreatModel(eps=0.2))
             assert bool((ops_for(ThreatModel().norm).distance(res.x_adv, x) <= 0.2 + 1e-6).all())
             assert torch.equal(res.x_adv[~res.success], x[~res.success])
+
+
+@pytest.mark.parametrize("name", ["pgd", "pma", "fab-t"])
+def test_early_stopping_changes_cost_not_result(setup, name: str) -> None:
+    x, y, net = setup
+    threat = ThreatModel(eps=0.12)
+    on = small(name)(TorchModel(net), x, y, threat, seed=2)
+    off = dataclasses.replace(small(name), early_stop=False)(TorchModel(net), x, y, threat, seed=2)
+    assert torch.equal(on.success, off.success)
+    if name != "fab-t":  # FAB without early stop keeps shrinking the norm, so its point may move
+        assert torch.equal(on.x_adv, off.x_adv)
+    assert int(off.gradients.sum()) > int(on.gradients.sum())

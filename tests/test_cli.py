@@ -106,7 +106,9 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(demo_paths, small_dat
         assert "error" in r.output.lower(), name
         assert not out.exists(), name
     for args in (["--attacks", "nope"], ["--norm", "l7"], ["--model", str(tmp_path / "missing.pt")],
-                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "scores"]):
+                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "scores"],
+                 ["--mean", "0.5"], ["--mean", "0.5", "--std", "0"], ["--mean", "a", "--std", "1"],
+                 ["--bounds", "1,0"]):
         out = tmp_path / "o_args"
         base = {"--model": model, "--data": small_data, "--eps": "0.1", "--out": str(out)}
         for k, v in zip(args[::2], args[1::2], strict=True):
@@ -137,3 +139,5 @@ def test_model_sources(tmp_path: Path, small_data: str) -> None:
     torch.export.save(torch.export.export(m.module, (x,)), str(tmp_path / "net.pt2"))
     for spec in ("net.pt", "net.pt2"):
         assert torch.allclose(load_model(str(tmp_path / spec)).predict_scores(x), ref, atol=1e-5)
+    normalised = load_model(f"{tmp_path / 'net.py'}:build", mean=[0.5], std=[0.25])
+    assert torch.allclose(normalised.predict_scores(x), m.predict_scores((x - 0.5) / 0.25), atol=1e-5)

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from robustaudit.attacks.whitebox.pgd import PGD
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
@@ -107,8 +108,6 @@ def _large_eps_check(
     oracle: Oracle, probe: torch.Tensor,
 ) -> list[Flag]:
     """PGD-10 with an eps that covers the whole input box must break every probed example."""
-    from robustaudit.attacks.whitebox.pgd import PGD
-
     sel = probe[correct[probe].cpu()]
     if len(sel) == 0:
         return []

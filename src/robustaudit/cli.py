@@ -43,6 +43,15 @@ def _show(record: EvalRecord, where: Path) -> None:
     out.print(f"results written to {where}/ (results.json, adversarial.npz, summary.md)", highlight=False)
 
 
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
 @app.command()
 def evaluate(
     model: Annotated[str, typer.Option(help="model.pt (TorchScript), model.pt2 (torch.export), "
@@ -58,6 +67,9 @@ def evaluate(
     budget: Annotated[int | None, typer.Option(help="max forward passes per example and attack")] = None,
     access: Annotated[str, typer.Option(help="gradients | scores | labels")] = "gradients",
     device: Annotated[str | None, typer.Option(help="torch device (default: the model's)")] = None,
+    mean: Annotated[str | None, typer.Option(help="per-channel mean to normalise with inside the model, e.g. "
+                                                  "0.485,0.456,0.406")] = None,
+    std: Annotated[str | None, typer.Option(help="per-channel std, given with --mean")] = None,
     checks: Annotated[bool, typer.Option(help="run the diagnostics")] = True,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
@@ -78,7 +90,7 @@ def evaluate(
             raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
         threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
         x, y = load_npz(data)
-        m = load_model(model, access=level, device=device)
+        m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
         prepare(m, x, y, threat, attacks)
         record = run_evaluate(m, x, y, threat, attacks, seed=seed, batch_size=batch_size, checks=checks,
                               progress=not quiet and sys.stderr.isatty())

@@ -107,18 +107,20 @@ def over_targets(
 class FirstSuccess:
     """Keeps each example's first iterate found adversarial (PGD/PMA semantics); fooled ones leave the batch."""
 
-    def __init__(self, x: torch.Tensor) -> None:
+    def __init__(self, x: torch.Tensor, *, early_stop: bool = True) -> None:
         self.x_adv = x.clone()
         self.success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.early_stop = early_stop
 
     def update(
         self, ctx: Context, logits: torch.Tensor, xi: torch.Tensor, idx: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        """Record the examples at idx that xi fools; return the mask of those still to attack."""
-        fooled = ctx.success(logits, y[idx], idx)
-        self.x_adv[idx[fooled]] = xi[fooled]
-        self.success[idx[fooled]] = True
-        return ~fooled
+        """Record the examples at idx that xi fools for the first time; return the mask of those still to
+        attack (all of them when early stopping is off: the cost grows, the result does not change)."""
+        first = ctx.success(logits, y[idx], idx) & ~self.success[idx]
+        self.x_adv[idx[first]] = xi[first]
+        self.success[idx[first]] = True
+        return ~self.success[idx] if self.early_stop else torch.ones_like(first)
 
     def remaining(self) -> torch.Tensor:
         return (~self.success).nonzero()[:, 0]

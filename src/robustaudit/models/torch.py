@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from robustaudit.errors import InputError
 from robustaudit.types import Access
 
 
@@ -14,11 +15,14 @@ class _Normalized(nn.Module):
     def __init__(self, module: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.module = module
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise InputError("mean and std need one value per channel (or feature), with every std > 0")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        shape = (1, -1, *([1] * (x.dim() - 2)))  # per channel (N×C×H×W) or per feature (N×D)
+        mean, std = self.get_buffer("mean").reshape(shape), self.get_buffer("std").reshape(shape)
         return self.module((x - mean) / std)
 
 
@@ -44,7 +48,7 @@ class TorchModel:
             raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
         was_training = _in_training_mode(module)
         if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
+            raise InputError("give both mean and std, or neither")
         if mean is not None and std is not None:
             module = _Normalized(module, mean, std)
         if device is None:

@@ -26,11 +26,12 @@ class PGD(Attack):
     random_start: bool = True
     restarts: int = 1
     loss: str = "ce"
+    early_stop: bool = True  # a fooled example leaves the batch at once (off: cost grows, result unchanged)
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         eps, bounds = ctx.threat.eps, ctx.threat.bounds
         alpha = self.rel_stepsize * eps / self.steps
-        found = FirstSuccess(x)
+        found = FirstSuccess(x, early_stop=self.early_stop)
         for restart in range(self.restarts):
             act = found.remaining()
             xi = x[act]
