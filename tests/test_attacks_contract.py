@@ -149,3 +149,16 @@ def test_early_stopping_changes_cost_not_result(setup, name: str) -> None:
     if name != "fab-t":  # FAB without early stop keeps shrinking the norm, so its point may move
         assert torch.equal(on.x_adv, off.x_adv)
     assert int(off.gradients.sum()) > int(on.gradients.sum())
+
+
+@pytest.mark.parametrize("name", available())
+def test_targeted_success_means_reaching_the_target(setup, name: str) -> None:
+    x, y, net = setup
+    target = (y + 1) % 10
+    threat = ThreatModel(eps=0.3, targeted=True)
+    res = small(name)(TorchModel(net), x, y, threat, target=target, seed=0)
+    with torch.no_grad():
+        pred = net(res.x_adv).argmax(1)
+    assert torch.equal(res.success, (pred == target) & res.attacked)
+    if name not in ("fgsm", "square"):
+        assert bool(res.success.any())
