@@ -141,3 +141,18 @@ def test_model_sources(tmp_path: Path, small_data: str) -> None:
         assert torch.allclose(load_model(str(tmp_path / spec)).predict_scores(x), ref, atol=1e-5)
     normalised = load_model(f"{tmp_path / 'net.py'}:build", mean=[0.5], std=[0.25])
     assert torch.allclose(normalised.predict_scores(x), m.predict_scores((x - 0.5) / 0.25), atol=1e-5)
+
+
+def test_score_access_defaults_to_square_and_refuses_white_box(demo_paths, small_data, tmp_path: Path) -> None:
+    model, _ = demo_paths
+    base = ["evaluate", "--model", model, "--data", small_data, "--eps", "0.1", "--access", "scores", "--quiet"]
+    r = runner.invoke(app, [*base, "--attacks", "apgd-ce", "--out", str(tmp_path / "refused")])
+    assert r.exit_code == 2 and "needs gradients access" in r.output
+    assert not (tmp_path / "refused").exists()
+    r = runner.invoke(app, [*base, "--budget", "50", "--out", str(tmp_path / "sq")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "sq" / "results.json").read_text())
+    assert [a["name"] for a in res["attacks"]] == ["square"]
+    assert all(e["gradients"] == 0 for e in res["examples"])
+    # the budget caps each attack's queries; clean pass, two probe passes and verification come on top
+    assert max(e["queries"] for e in res["examples"]) <= 50 + 4

@@ -60,7 +60,8 @@ def evaluate(
     eps: Annotated[float, typer.Option(help="perturbation budget in input units")],
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
     norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
-    attacks: Annotated[str, typer.Option(help="fast | standard | strongest | NAME[,NAME...]")] = "fast",
+    attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
+                                                     "(square at --access scores)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
@@ -89,6 +90,10 @@ def evaluate(
         if level is None:
             raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
         threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
+        if attacks is None:
+            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square"}.get(level)
+            if attacks is None:
+                raise InputError("no label-only attack is available in this version; use --access scores or gradients")
         x, y = load_npz(data)
         m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
         prepare(m, x, y, threat, attacks)

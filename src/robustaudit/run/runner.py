@@ -99,7 +99,7 @@ def evaluate(
                 )
                 ok = res.success.cpu()
                 robust[batch[ok]] = False
-                x_adv[batch[ok]] = res.x_adv[ok].cpu()
+                x_adv[batch[ok]] = res.x_adv.cpu()[ok]
                 for i in batch[ok].tolist():
                     broken_by[i] = attack.name
                 queries[batch] += res.queries
