@@ -32,7 +32,7 @@ bench: $(STAMP)
 	.venv-peers/bin/pip install -q torch==2.13.0
 	.venv-peers/bin/pip install -q -e .
 	.venv-peers/bin/pip install -q --no-deps torchattacks foolbox adversarial-robustness-toolbox
-	.venv-peers/bin/pip install -q eagerpy gitpython requests tqdm typing-extensions six
+	.venv-peers/bin/pip install -q eagerpy gitpython requests tqdm typing-extensions six packaging
 	touch .venv-peers/.installed
 
 bench-peers: .venv-peers/.installed

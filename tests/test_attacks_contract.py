@@ -8,6 +8,8 @@ import dataclasses
 import pytest
 import torch
 from conftest import Counting, small_cnn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import available, get
@@ -126,17 +128,35 @@ def test_tabular_inputs_and_two_classes() -> None:
     assert any("targeted cross-entropy" in n for n in notes)
 
 
-def test_random_small_cnns_keep_the_contract() -> None:
-    """Untrained CNNs of several widths and class counts (2..12)."""
-    for k in (2, 3, 12):
-        net = small_cnn(k=k, seed=k)
-        x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(k))
-        with torch.no_grad():
-            y = net(x).argmax(1)
-        for name in available():
-            res = small(name)(TorchModel(net), x, y, ThreatModel(eps=0.2))
-            assert bool((ops_for(ThreatModel().norm).distance(res.x_adv, x) <= 0.2 + 1e-6).all())
-            assert torch.equal(res.x_adv[~res.success], x[~res.success])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    k=st.integers(2, 12), seed=st.integers(0, 10_000), name=st.sampled_from(available()),
+    norm=st.sampled_from(["linf", "l2"]), eps=st.floats(0.02, 0.5), tabular=st.booleans(),
+)
+def test_random_models_keep_the_contract(k: int, seed: int, name: str, norm: str, eps: float, tabular: bool) -> None:
+    """Untrained CNNs and MLPs with 2..12 classes: ball, bounds, verified success, exact counts."""
+    g = torch.Generator().manual_seed(seed)
+    if tabular:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net: torch.nn.Module = torch.nn.Sequential(torch.nn.Linear(7, 16), torch.nn.ReLU(), torch.nn.Linear(16, k))
+        x = torch.rand(6, 7, generator=g)
+    else:
+        net = small_cnn(k=k, seed=seed)
+        x = torch.rand(6, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    y[0] = (y[0] + 1) % k  # one clean-misclassified example: never attacked
+    counted = Counting(net)
+    threat = ThreatModel(norm=norm, eps=eps)
+    res = small(name)(TorchModel(counted), x, y, threat, seed=seed)
+    assert bool((ops_for(threat.norm).distance(res.x_adv.double(), x.double()) <= eps + 1e-6).all())
+    assert bool((res.x_adv >= 0).all() and (res.x_adv <= 1).all())
+    assert torch.equal(res.x_adv[~res.success], x[~res.success])
+    with torch.no_grad():
+        assert torch.equal(res.success, (net(res.x_adv).argmax(1) != y) & res.attacked)
+    assert not bool(res.attacked[0]) and int(res.queries[0]) == 1 and int(res.gradients[0]) == 0
+    assert int(res.queries.sum()) == counted.forward_rows and int(res.gradients.sum()) == counted.backward_rows
 
 
 @pytest.mark.parametrize("name", ["pgd", "pma", "fab-t"])

@@ -106,7 +106,7 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(demo_paths, small_dat
         assert "error" in r.output.lower(), name
         assert not out.exists(), name
     for args in (["--attacks", "nope"], ["--norm", "l7"], ["--model", str(tmp_path / "missing.pt")],
-                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "scores"],
+                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "labels"], ["--access", "bogus"],
                  ["--mean", "0.5"], ["--mean", "0.5", "--std", "0"], ["--mean", "a", "--std", "1"],
                  ["--bounds", "1,0"]):
         out = tmp_path / "o_args"
@@ -156,3 +156,10 @@ def test_score_access_defaults_to_square_and_refuses_white_box(demo_paths, small
     assert all(e["gradients"] == 0 for e in res["examples"])
     # the budget caps each attack's queries; clean pass, two probe passes and verification come on top
     assert max(e["queries"] for e in res["examples"]) <= 50 + 4
+
+
+def test_attacks_command_lists_registry_and_presets() -> None:
+    r = runner.invoke(app, ["attacks"])
+    assert r.exit_code == 0
+    for name in ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "pma", "square", "preset fast"):
+        assert name in r.output

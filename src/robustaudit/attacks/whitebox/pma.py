@@ -69,4 +69,4 @@ class PMA(Attack):
             return lambda z: parts(z)[1]
         if i < self.steps / 2:
             return (lambda z: parts(z)[0]) if sub_run == 1 else (lambda z: -parts(z)[1])
-        return lambda z: parts(z)[0] - parts(z)[1]
+        return ctx.loss("pm", y, idx)
