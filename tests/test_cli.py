@@ -107,7 +107,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(demo_paths, small_dat
         assert not out.exists(), name
     for args in (["--attacks", "nope"], ["--norm", "l7"], ["--model", str(tmp_path / "missing.pt")],
                  ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "labels"],
-                 ["--access", "bogus"], ["--mean", "0.5"], ["--mean", "0.5", "--std", "0"], ["--mean", "a", "--std", "1"],
+                 ["--access", "bogus"], ["--mean", "0.5"], ["--mean", "0.5", "--std", "0"],
+                 ["--mean", "a", "--std", "1"],
                  ["--bounds", "1,0"]):
         out = tmp_path / "o_args"
         base = {"--model": model, "--data": small_data, "--eps": "0.1", "--out": str(out)}
