@@ -60,7 +60,7 @@ class Square(Attack):
         self, ctx: Context, x: torch.Tensor, y: torch.Tensor, act: torch.Tensor, restart: int,
         feature_shape: torch.Size,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        eps, b, oracle = ctx.threat.eps, ctx.threat.bounds, ctx.oracle
+        eps, oracle = ctx.threat.eps, ctx.oracle
         gen = generator(ctx.seed, self.name, restart, tuple(ctx.ids[act.cpu()].tolist()))
         xs = x[act]
         best = self._init(ctx, xs, gen)
@@ -78,7 +78,7 @@ class Square(Attack):
                 new = self._linf_proposal(xs[live], best[live], p, eps, gen)
             else:
                 new = self._l2_proposal(xs[live], best[live], p, eps, gen)
-            new = ctx.project(new, xs[live]).clamp(b.low, b.high)
+            new = ctx.project(new, xs[live])
             z = oracle.scores(new.reshape(len(new), *feature_shape), act[live])
             loss = self._loss(ctx, z, y, act[live])
             fooled = ctx.success(z, y[act[live]], act[live])
@@ -99,9 +99,9 @@ class Square(Attack):
         s0 = max(h // 5, 1)
         off = max((h - 5 * s0) // 2, 0)
         delta = torch.zeros_like(x)
-        for r in range(off, h, s0):
-            for col in range(off, w, s0):
-                if r >= h or col >= w:
+        for r in (off + k * s0 for k in range(h // s0)):  # the 5×5 grid of the paper (more when h < 25)
+            for col in (off + k * s0 for k in range(w // s0)):
+                if r >= h or col >= w:  # windows past the border are truncated, or dropped
                     continue
                 hh, ww = min(s0, h - r), min(s0, w - col)
                 eta = _eta(s0, gen, x)[:hh, :ww]
@@ -110,8 +110,9 @@ class Square(Attack):
         return (x + eps * delta).clamp(b.low, b.high)
 
     def _window(self, side: int, h: int, w: int, gen: torch.Generator) -> tuple[int, int]:
-        r = int(torch.randint(0, max(h - side, 1), (1,), generator=gen)) if h > side else 0
-        c = int(torch.randint(0, max(w - side, 1), (1,), generator=gen)) if w > side else 0
+        # top-left corner in {0, ..., h - side - 1}: a window never covers the last row or column
+        r = int(torch.randint(0, h - side, (1,), generator=gen)) if h > side else 0
+        c = int(torch.randint(0, w - side, (1,), generator=gen)) if w > side else 0
         return r, c
 
     def _linf_proposal(
