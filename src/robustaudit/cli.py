@@ -54,7 +54,7 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="model.pt (TorchScript), model.pt2 (torch.export), "
+    model: Annotated[str, typer.Option(help="model.pt (TorchScript), model.pt2 (torch.export), model.onnx, "
                                             "package.module:callable or file.py:callable")],
     data: Annotated[Path, typer.Option(help=".npz with x (float32) and y (int labels)")],
     eps: Annotated[float, typer.Option(help="perturbation budget in input units")],
@@ -66,7 +66,9 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
     budget: Annotated[int | None, typer.Option(help="max forward passes per example and attack")] = None,
-    access: Annotated[str, typer.Option(help="gradients | scores | labels")] = "gradients",
+    access: Annotated[str | None, typer.Option(help="gradients | scores | labels (default: the most the model "
+                                                    "offers)")] = None,
+    output_name: Annotated[str | None, typer.Option(help="ONNX output holding the scores (default: the first)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: the model's)")] = None,
     mean: Annotated[str | None, typer.Option(help="per-channel mean to normalise with inside the model, e.g. "
                                                   "0.485,0.456,0.406")] = None,
@@ -86,16 +88,19 @@ def evaluate(
         lo_hi = [float(v) for v in bounds.split(",")]
         if len(lo_hi) != 2:
             raise InputError(f"--bounds must be LOW,HIGH, got {bounds!r}")
-        level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
-        if level is None:
-            raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
+        level = None
+        if access is not None:
+            level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
+            if level is None:
+                raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
         threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
+        x, y = load_npz(data)
+        m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                       output_name=output_name)
         if attacks is None:
-            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square"}.get(level)
+            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square"}.get(Access(m.access))
             if attacks is None:
                 raise InputError("no label-only attack is available in this version; use --access scores or gradients")
-        x, y = load_npz(data)
-        m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"))
         prepare(m, x, y, threat, attacks)
         record = run_evaluate(m, x, y, threat, attacks, seed=seed, batch_size=batch_size, checks=checks,
                               progress=not quiet and sys.stderr.isatty())

@@ -1,8 +1,8 @@
 """Turn a model spec string from the command line into a model at the right access level.
 
 Specs: `model.pt` (TorchScript), `model.pt2` (torch.export), `package.module:callable` or
-`path/to/file.py:callable` (returns an nn.Module). ONNX files and remote endpoints are further sources
-at score or label access; they are recognised here and refused with a clear message until supported.
+`path/to/file.py:callable` (returns an nn.Module) at white-box access; `model.onnx` (ONNX Runtime) at score
+access. Remote endpoints are recognised and refused with a clear message until supported.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
+from robustaudit.models.onnx import OnnxModel
 from robustaudit.models.torch import TorchModel
 from robustaudit.models.wrappers import as_label_only, as_score_only
 from robustaudit.types import Access
@@ -27,21 +28,28 @@ from robustaudit.types import Access
 def load_model(
     spec: str,
     *,
-    access: Access = Access.GRADIENTS,
+    access: Access | None = None,
     device: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    output_name: str | None = None,
 ) -> LabelModel:
-    """Load `spec` and return it at `access` (a white-box model can be downgraded, never upgraded)."""
-    if spec.startswith(("http://", "https://")) or spec.endswith(".onnx"):
-        raise InputError(
-            f"{spec!r}: ONNX files and remote endpoints are not supported by this version; "
-            "export the model to TorchScript (.pt) or torch.export (.pt2), or give a python callable"
-        )
-    module = _load_module(spec, device)
-    model = TorchModel(module, mean=mean, std=std, device=device, name=spec)
-    if access == Access.GRADIENTS:
+    """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded."""
+    if spec.startswith(("http://", "https://")):
+        raise InputError(f"{spec!r}: remote endpoints are not supported by this version; export the model to "
+                         "ONNX, TorchScript (.pt) or torch.export (.pt2), or give a python callable")
+    model: LabelModel
+    if spec.endswith(".onnx"):
+        if mean is not None or std is not None:
+            raise InputError("--mean/--std apply to torch models; an ONNX file must normalise inside its graph")
+        model = OnnxModel(spec, output_name=output_name)
+    else:
+        model = TorchModel(_load_module(spec, device), mean=mean, std=std, device=device, name=spec)
+    offered = Access(model.access)
+    if access is None or access == offered:
         return model
+    if access > offered:
+        raise InputError(f"{spec} offers {offered.name.lower()} access at most, not {access.name.lower()}")
     if access == Access.SCORES:
         return as_score_only(model)
     return as_label_only(model)
