@@ -30,6 +30,10 @@ class Oracle:
         self.queries = torch.zeros(n, dtype=torch.long)
         self.gradients = torch.zeros(n, dtype=torch.long)
 
+    def limit(self, max_queries: int) -> None:
+        """Lower the per-example budget to an attack's own query cap (never raises it)."""
+        self.max_queries = max_queries if self.max_queries is None else min(self.max_queries, max_queries)
+
     def remaining(self, idx: torch.Tensor) -> torch.Tensor:
         """Queries each example in idx may still spend (a large number when there is no budget)."""
         if self.max_queries is None:

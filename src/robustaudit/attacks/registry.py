@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from robustaudit.attacks.base import Attack
+from robustaudit.attacks.score.nes import NES
+from robustaudit.attacks.score.spsa import SPSA
 from robustaudit.attacks.score.square import Square
 from robustaudit.attacks.whitebox.apgd import APGD, APGDDLR, APGDT
 from robustaudit.attacks.whitebox.fab import FABT
@@ -22,6 +24,8 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "fab-t": FABT,
     "pma": PMA,
     "square": Square,
+    "nes": NES,
+    "spsa": SPSA,
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {
