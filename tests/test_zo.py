@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import linear_model
+from test_linear_oracle import make_problem, minimal_distance
+from test_square import Constant
+
 from robustaudit.attacks.score.nes import NES
 from robustaudit.attacks.score.spsa import SPSA
 from robustaudit.models import TorchModel, as_score_only
 from robustaudit.ops.zo import antithetic_gradient
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Bounds
-from test_linear_oracle import make_problem, minimal_distance
-from test_square import Constant
 
 
 @pytest.mark.parametrize("kind", ["normal", "rademacher"])
