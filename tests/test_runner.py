@@ -155,3 +155,15 @@ def test_diagnostics_flag_what_they_should(trained_cnn, data, monkeypatch: pytes
             return trained_cnn(x.detach())
 
     assert "non_differentiable" in _codes(Detached(), x, y, [Square(n_queries=20)])
+
+
+def test_query_statistics_per_attack(trained_cnn, data) -> None:
+    x, y = data
+    rec = evaluate(as_score_only(TorchModel(trained_cnn)), x, y, ThreatModel(eps=0.15), [Square(n_queries=150)],
+                   checks=False)
+    (sq,) = rec.attacks
+    assert sq.broken > 0 and sq.queries_successful_median is not None and sq.queries_successful_mean is not None
+    assert 1 <= sq.queries_successful_median <= 150 and 1 <= sq.queries_successful_mean <= 150
+    assert list(sq.success_curve) == ["10", "100", "1000"]
+    rates = list(sq.success_curve.values())
+    assert rates == sorted(rates) and rates[-1] == sq.broken / sq.attacked

@@ -23,6 +23,7 @@ class AttackResult:
     queries: torch.Tensor
     gradients: torch.Tensor
     seconds: float
+    attack_queries: torch.Tensor | None = None  # the queries `run()` itself spent (no clean check, no verification)
     verification_failures: int = 0
     notes: tuple[str, ...] = ()
 
@@ -52,9 +53,29 @@ class AttackSummary:
     forwards: int
     verification_failures: int = 0
     notes: list[str] = field(default_factory=list)
+    # queries the attack spent on each example it broke: their median and mean, and the share of attacked
+    # examples broken within 10, 100, 1000, ... queries (Square's Table 2 convention)
+    queries_successful_median: float | None = None
+    queries_successful_mean: float | None = None
+    success_curve: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def add_query_statistics(self, spent: torch.Tensor, broken: torch.Tensor) -> None:
+        """Fill the query statistics from the per-example queries and broken flags of every attacked example."""
+        if len(spent) == 0:
+            return
+        won = spent[broken].double()
+        if len(won):
+            self.queries_successful_median = float(won.median())
+            self.queries_successful_mean = float(won.mean())
+        top, level = max(int(spent.max()), 10), 10
+        while True:
+            self.success_curve[str(level)] = float(((spent <= level) & broken).double().mean())
+            if level >= top:
+                break
+            level *= 10
 
 
 @dataclass

@@ -210,6 +210,7 @@ class Attack(ABC):
             queries=queries,
             gradients=gradients,
             seconds=time.perf_counter() - start,
+            attack_queries=_scatter(oracle.queries, sub.cpu(), n),
             verification_failures=failures,
             notes=tuple(ctx.notes),
         )
@@ -250,3 +251,9 @@ class Attack(ABC):
             raise VerificationError(f"{self.name}: {failures} claimed successes failed verification")
         verified[idx] = ok
         return verified, failures
+
+
+def _scatter(values: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n, dtype=values.dtype)
+    out[positions] = values
+    return out

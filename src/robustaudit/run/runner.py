@@ -90,6 +90,8 @@ def evaluate(
         for attack in attack_list:
             todo = robust.nonzero()[:, 0]
             summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
+            spent, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
+            done = 0
             task = bar.add_task(attack.name, total=len(todo)) if bar else None
             for batch in todo.split(batch_size):
                 res = attack(
@@ -105,6 +107,10 @@ def evaluate(
                 queries[batch] += res.queries
                 gradients[batch] += res.gradients
                 summary.broken += int(ok.sum())
+                if res.attack_queries is not None:
+                    spent[done:done + len(batch)] = res.attack_queries
+                broken[done:done + len(batch)] = ok
+                done += len(batch)
                 summary.seconds += res.seconds
                 summary.gradients += int(res.gradients.sum())
                 summary.forwards += int(res.queries.sum())
@@ -112,6 +118,7 @@ def evaluate(
                 summary.notes += [m for m in res.notes if m not in summary.notes]
                 if bar is not None and task is not None:
                     bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
+            summary.add_query_statistics(spent, broken)
             summaries.append(summary)
     flags += cascade_flags(summaries, [a.requires for a in attack_list], n)
     n_robust = int(robust.sum())
