@@ -75,6 +75,13 @@ def evaluate(
     std: Annotated[str | None, typer.Option(help="per-channel std, given with --mean")] = None,
     checks: Annotated[bool, typer.Option(help="run the diagnostics")] = True,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    max_batch: Annotated[int, typer.Option(help="remote model: examples per request")] = 256,
+    concurrency: Annotated[int, typer.Option(help="remote model: requests in flight")] = 1,
+    rate: Annotated[float | None, typer.Option(help="remote model: at most this many requests per second")] = None,
+    timeout: Annotated[float, typer.Option(help="remote model: seconds per request")] = 30.0,
+    retries: Annotated[int, typer.Option(help="remote model: retries of a failed request")] = 5,
+    token: Annotated[str | None, typer.Option(help="remote model: bearer token (or set ROBUSTAUDIT_TOKEN)",
+                                              envvar="ROBUSTAUDIT_TOKEN")] = None,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
@@ -95,8 +102,10 @@ def evaluate(
                 raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
         threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
         x, y = load_npz(data)
+        remote = {"token": token, "max_batch": max_batch, "concurrency": concurrency, "rate": rate,
+                  "timeout": timeout, "retries": retries}
         m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-                       output_name=output_name)
+                       output_name=output_name, remote=remote)
         if attacks is None:
             attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square"}.get(Access(m.access))
             if attacks is None:
@@ -136,6 +145,39 @@ def demo(
         _fail(str(e))
         return
     _show(record, write_run(record, out_dir))
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="any model --model accepts in evaluate")],
+    access: Annotated[str, typer.Option(help="scores | labels")] = "scores",
+    host: Annotated[str, typer.Option(help="address to bind (127.0.0.1: this machine only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    name: Annotated[str, typer.Option(help="model name in the URL /v2/models/NAME")] = "model",
+    token: Annotated[str | None, typer.Option(help="require this bearer token (or set ROBUSTAUDIT_TOKEN)",
+                                              envvar="ROBUSTAUDIT_TOKEN")] = None,
+    max_batch: Annotated[int, typer.Option(help="largest batch accepted per request")] = 1024,
+    input_shape: Annotated[str | None, typer.Option(help="per-example input shape for the metadata, "
+                                                         "e.g. 1,32,32")] = None,
+) -> None:
+    """Serve MODEL over the Open Inference Protocol (KServe v2 REST) at http://HOST:PORT/v2/models/NAME."""
+    import uvicorn
+
+    from robustaudit.models.load import load_model
+    from robustaudit.serve import create_app
+
+    try:
+        level = {"scores": Access.SCORES, "labels": Access.LABELS}.get(access)
+        if level is None:
+            raise InputError(f"--access must be scores or labels, got {access!r}")
+        shape = [int(v) for v in input_shape.split(",")] if input_shape else None
+        m = load_model(model, access=level)
+    except (InputError, ValueError) as e:
+        _fail(str(e))
+        return
+    err.print(f"serving {model} at http://{host}:{port}/v2/models/{name}", highlight=False)
+    uvicorn.run(create_app(m, name=name, token=token, max_batch=max_batch, input_shape=shape), host=host, port=port,
+                log_level="warning")
 
 
 @app.command("attacks")

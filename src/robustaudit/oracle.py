@@ -44,10 +44,15 @@ class Oracle:
         """Mask over idx of the examples that can still pay `cost` queries."""
         return (self.remaining(idx) >= cost).to(idx.device)
 
-    def _charge(self, idx: torch.Tensor, *, grad: bool) -> None:
+    def _counts(self, idx: torch.Tensor) -> torch.Tensor:
+        """Per-example counts of a call on idx, refused before the model runs if any budget would be passed."""
         counts = torch.bincount(idx.cpu(), minlength=self.n)
         if self.max_queries is not None and bool(((self.queries + counts) > self.max_queries).any()):
             raise BudgetExhausted("an attack asked for a query beyond an example's budget")
+        return counts
+
+    def _charge(self, counts: torch.Tensor, *, grad: bool) -> None:
+        """Count a call once the model answered it (a remote call that failed for good is not counted)."""
         self.queries += counts
         if grad:
             self.gradients += counts
@@ -62,15 +67,19 @@ class Oracle:
         self._need(Access.SCORES, "reading scores")
         if len(idx) == 0:
             return torch.zeros(0, 0, device=x.device)
-        self._charge(idx, grad=False)
-        return self.model.predict_scores(x).to(x.device)  # type: ignore[attr-defined]
+        counts = self._counts(idx)
+        out = self.model.predict_scores(x).to(x.device)  # type: ignore[attr-defined]
+        self._charge(counts, grad=False)
+        return out
 
     def labels(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Top-1 labels of x; costs one query per row."""
         if len(idx) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
-        self._charge(idx, grad=False)
-        return self.model.predict_labels(x).to(x.device)
+        counts = self._counts(idx)
+        out = self.model.predict_labels(x).to(x.device)
+        self._charge(counts, grad=False)
+        return out
 
     def value_and_grad(
         self, x: torch.Tensor, idx: torch.Tensor, loss_fn: LossFn
@@ -80,7 +89,7 @@ class Oracle:
         if len(idx) == 0:
             e = torch.zeros(0, device=x.device)
             return torch.zeros(0, 0, device=x.device), e, torch.zeros_like(x)
-        self._charge(idx, grad=True)
+        counts = self._counts(idx)
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             z = self.model.logits(xg)  # type: ignore[attr-defined]
@@ -91,4 +100,5 @@ class Oracle:
                 "the model's output is not differentiable with respect to its input; "
                 "audit it with a score-based attack (--access scores) instead"
             )
+        self._charge(counts, grad=True)
         return z.detach().float(), loss.detach(), g.detach()

@@ -1,8 +1,9 @@
 """Turn a model spec string from the command line into a model at the right access level.
 
 Specs: `model.pt` (TorchScript), `model.pt2` (torch.export), `package.module:callable` or
-`path/to/file.py:callable` (returns an nn.Module) at white-box access; `model.onnx` (ONNX Runtime) at score
-access. Remote endpoints are recognised and refused with a clear message until supported.
+`path/to/file.py:callable` (returns an nn.Module) at white-box access; `model.onnx` (ONNX Runtime) and
+`http(s)://HOST:PORT/v2/models/NAME` (Open Inference Protocol) at score access (label access for an endpoint
+that returns labels).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import importlib
 import importlib.util
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from torch import nn
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.models.onnx import OnnxModel
+from robustaudit.models.remote import RemoteModel
 from robustaudit.models.torch import TorchModel
 from robustaudit.models.wrappers import as_label_only, as_score_only
 from robustaudit.types import Access
@@ -33,13 +36,18 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     output_name: str | None = None,
+    remote: Mapping[str, Any] | None = None,
 ) -> LabelModel:
-    """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded."""
-    if spec.startswith(("http://", "https://")):
-        raise InputError(f"{spec!r}: remote endpoints are not supported by this version; export the model to "
-                         "ONNX, TorchScript (.pt) or torch.export (.pt2), or give a python callable")
+    """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded.
+
+    `remote` holds the `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs.
+    """
     model: LabelModel
-    if spec.endswith(".onnx"):
+    if spec.startswith(("http://", "https://")):
+        if mean is not None or std is not None:
+            raise InputError("--mean/--std apply to torch models; a remote model normalises on its side")
+        model = RemoteModel(spec, output_name=output_name, **dict(remote or {}))
+    elif spec.endswith(".onnx"):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; an ONNX file must normalise inside its graph")
         model = OnnxModel(spec, output_name=output_name)
