@@ -93,7 +93,7 @@ def evaluate(
             spent, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
             done = 0
             task = bar.add_task(attack.name, total=len(todo)) if bar else None
-            for batch in todo.split(batch_size):
+            for batch in todo.split(batch_size) if len(todo) else ():
                 res = attack(
                     model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
                     attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
