@@ -153,10 +153,11 @@ def test_score_access_defaults_to_square_and_refuses_white_box(demo_paths, small
     r = runner.invoke(app, [*base, "--budget", "50", "--out", str(tmp_path / "sq")])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "sq" / "results.json").read_text())
-    assert [a["name"] for a in res["attacks"]] == ["square"]
+    assert [a["name"] for a in res["attacks"]] == ["square", "genetic"]
     assert all(e["gradients"] == 0 for e in res["examples"])
-    # the budget caps each attack's queries; clean pass, two probe passes and verification come on top
-    assert max(e["queries"] for e in res["examples"]) <= 50 + 4
+    # the budget caps each attack's queries (two attacks here); the clean pass, two probe passes and the
+    # verifications come on top
+    assert max(e["queries"] for e in res["examples"]) <= 2 * 50 + 5
 
 
 def test_attacks_command_lists_registry_and_presets() -> None:
@@ -164,3 +165,15 @@ def test_attacks_command_lists_registry_and_presets() -> None:
     assert r.exit_code == 0
     for name in ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "pma", "square", "preset fast"):
         assert name in r.output
+
+
+def test_surrogate_seeds_the_genetic_attack(demo_paths, small_data, tmp_path: Path) -> None:
+    model, _ = demo_paths
+    base = ["evaluate", "--model", model, "--data", small_data, "--eps", "0.1", "--access", "scores", "--quiet",
+            "--budget", "30"]
+    r = runner.invoke(app, [*base, "--attacks", "genetic", "--surrogate", model, "--out", str(tmp_path / "g")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "g" / "results.json").read_text())
+    assert res["attacks"][0]["broken"] > 0 and all(e["gradients"] == 0 for e in res["examples"])
+    r = runner.invoke(app, [*base, "--attacks", "square", "--surrogate", model, "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and not (tmp_path / "s").exists()

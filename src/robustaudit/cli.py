@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from robustaudit.attacks.base import Attack
+from robustaudit.attacks.registry import resolve
 from robustaudit.errors import InputError
 from robustaudit.results import EvalRecord
 from robustaudit.types import Access, Bounds, Norm
@@ -41,6 +44,19 @@ def _show(record: EvalRecord, where: Path) -> None:
     for f in record.flags:
         out.print(f"[yellow]flag {f.code}:[/] {f.message}", highlight=False)
     out.print(f"results written to {where}/ (results.json, adversarial.npz, summary.md)", highlight=False)
+
+
+def _with_surrogate(attacks: list[Attack], surrogate: str | None, device: str | None) -> list[Attack]:
+    """Hand the --surrogate model to the attacks that take one (the genetic attack's initial population)."""
+    if surrogate is None:
+        return attacks
+    from robustaudit.models.load import load_model
+
+    model = load_model(surrogate, access=Access.GRADIENTS, device=device)
+    takers = [a for a in attacks if hasattr(a, "surrogate")]
+    if not takers:
+        raise InputError("--surrogate is used by the genetic attack only; add 'genetic' to --attacks")
+    return [dataclasses.replace(a, surrogate=model) if a in takers else a for a in attacks]  # type: ignore[call-arg]
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
@@ -82,6 +98,8 @@ def evaluate(
     retries: Annotated[int, typer.Option(help="remote model: retries of a failed request")] = 5,
     token: Annotated[str | None, typer.Option(help="remote model: bearer token (or set ROBUSTAUDIT_TOKEN)",
                                               envvar="ROBUSTAUDIT_TOKEN")] = None,
+    surrogate: Annotated[str | None, typer.Option(help="white-box model that seeds the genetic attack (free: never "
+                                                       "charged to the target)")] = None,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
@@ -107,11 +125,12 @@ def evaluate(
         m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
                        output_name=output_name, remote=remote)
         if attacks is None:
-            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square"}.get(Access(m.access))
+            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access))
             if attacks is None:
                 raise InputError("no label-only attack is available in this version; use --access scores or gradients")
-        prepare(m, x, y, threat, attacks)
-        record = run_evaluate(m, x, y, threat, attacks, seed=seed, batch_size=batch_size, checks=checks,
+        attack_list = _with_surrogate(resolve(attacks), surrogate, device)
+        prepare(m, x, y, threat, attack_list)
+        record = run_evaluate(m, x, y, threat, attack_list, seed=seed, batch_size=batch_size, checks=checks,
                               progress=not quiet and sys.stderr.isatty())
     except InputError as e:
         _fail(str(e))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from robustaudit.attacks.base import Attack
+from robustaudit.attacks.score.genetic import Genetic
 from robustaudit.attacks.score.nes import NES
 from robustaudit.attacks.score.spsa import SPSA
 from robustaudit.attacks.score.square import Square
@@ -26,6 +27,7 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "square": Square,
     "nes": NES,
     "spsa": SPSA,
+    "genetic": Genetic,
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {
