@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from test_square import Constant
 
 from robustaudit.attacks.score.genetic import Genetic
 from robustaudit.models import TorchModel, as_score_only
 from robustaudit.threat import ThreatModel
-from test_square import Constant
 
 
 def test_budget_and_cost_per_generation() -> None:
