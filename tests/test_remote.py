@@ -216,3 +216,27 @@ def test_rate_limit_spaces_requests(server: str) -> None:
     start = time.monotonic()
     remote.predict_scores(x)
     assert time.monotonic() - start >= 5 / 20 - 0.01  # six requests, at least 1/20 s apart
+
+
+def test_nvidia_tritonclient_talks_to_serve(server: str, net_spec: str) -> None:
+    """An Open Inference Protocol client we did not write: NVIDIA's tritonclient[http]."""
+    http = pytest.importorskip("tritonclient.http")
+    from tritonclient.utils import InferenceServerException
+
+    auth = {"Authorization": "Bearer s3cret"}
+    client = http.InferenceServerClient(url=server.removeprefix("http://"))
+    meta = client.get_model_metadata("model", headers=auth)
+    assert meta["inputs"][0]["name"] == "input" and meta["outputs"][0]["name"] == "scores"
+    x, _ = data(3)
+    inp = http.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x.numpy(), binary_data=False)
+    out = http.InferRequestedOutput("scores", binary_data=False)
+    res = client.infer("model", [inp], outputs=[out], headers=auth)
+    with torch.no_grad():
+        ref = load_model(net_spec).predict_scores(x)
+    assert np.allclose(res.as_numpy("scores"), ref.numpy(), atol=1e-5)
+    binary = http.InferInput("input", list(x.shape), "FP32")
+    binary.set_data_from_numpy(x.numpy(), binary_data=True)  # an extension this server refuses cleanly
+    with pytest.raises(InferenceServerException):
+        client.infer("model", [binary], headers=auth)
+    assert httpx.get(f"{server}/v2/health/ready").status_code == 200
