@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 import uvicorn
+from common import Frozen, robust_accuracy
 
 from robustaudit import ThreatModel, load_model
 from robustaudit.attacks.score.square import Square
@@ -24,11 +25,6 @@ from robustaudit.demo import demo_files
 from robustaudit.models import TorchModel, as_score_only
 from robustaudit.models.remote import RemoteModel
 from robustaudit.serve import create_app
-
-
-def robust_accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float(((net(x).argmax(1) == y) & (net(x_adv).argmax(1) == y)).float().mean())
 
 
 def main() -> None:
@@ -41,7 +37,7 @@ def main() -> None:
     model = load_model(str(model_path))
     if not isinstance(model, TorchModel):
         raise SystemExit("the demo model should be a torch model")
-    net = model.module
+    net = Frozen(model.module)
     d = np.load(data_path)
     x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
     eps, q = 0.1, args.queries

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import Frozen, robust_accuracy
 
 from robustaudit import ThreatModel, evaluate, load_model
 from robustaudit.attacks.whitebox.apgd import APGD
@@ -25,13 +26,6 @@ from robustaudit.demo import demo_files
 from robustaudit.models import TorchModel
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
-
-
-def robust_accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> float:
-    with torch.no_grad():
-        clean = net(x).argmax(1) == y
-        adv = net(x_adv).argmax(1) == y
-    return float((clean & adv).float().mean())
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:
@@ -59,7 +53,7 @@ def main() -> None:
     model = load_model(args.model)
     if not isinstance(model, TorchModel):
         raise SystemExit("the benchmark needs a white-box torch model")
-    net = model.module
+    net = Frozen(model.module)
     data = np.load(args.data)
     x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"]).long()
     eps = args.eps

@@ -6,8 +6,9 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +16,9 @@ from rich.table import Table
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.errors import InputError
+from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
+from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
@@ -103,11 +106,8 @@ def evaluate(
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
-    from robustaudit.report.files import write_run
     from robustaudit.run.data import load_npz
-    from robustaudit.run.runner import evaluate as run_evaluate
     from robustaudit.run.runner import prepare
-    from robustaudit.threat import ThreatModel
 
     try:
         lo_hi = [float(v) for v in bounds.split(",")]
@@ -130,8 +130,22 @@ def evaluate(
                 raise InputError("no label-only attack is available in this version; use --access scores or gradients")
         attack_list = _with_surrogate(resolve(attacks), surrogate, device)
         prepare(m, x, y, threat, attack_list)
-        record = run_evaluate(m, x, y, threat, attack_list, seed=seed, batch_size=batch_size, checks=checks,
-                              progress=not quiet and sys.stderr.isatty())
+    except InputError as e:
+        _fail(str(e))
+        return
+    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, seed=seed, batch_size=batch_size, checks=checks)
+
+
+def _audit(
+    model: LabelModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, attacks: str | list[Attack],
+    out_dir: Path, *, quiet: bool, **options: Any,
+) -> None:
+    """Run the evaluation, then write and show it; nothing is written when it fails."""
+    from robustaudit.report.files import write_run
+    from robustaudit.run.runner import evaluate as run_evaluate
+
+    try:
+        record = run_evaluate(model, x, y, threat, attacks, progress=not quiet and sys.stderr.isatty(), **options)
     except InputError as e:
         _fail(str(e))
         return
@@ -148,22 +162,13 @@ def demo(
     """Train (once, cached) a small CNN on real handwritten digits, audit it and write a report folder."""
     from robustaudit.demo import demo_files
     from robustaudit.models.load import load_model
-    from robustaudit.report.files import write_run
     from robustaudit.run.data import load_npz
-    from robustaudit.run.runner import evaluate as run_evaluate
-    from robustaudit.threat import ThreatModel
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model_path, data_path = demo_files()
     out.print(f"demo model: {model_path}\ndemo data:  {data_path}", highlight=False)
     x, y = load_npz(data_path)
-    try:
-        record = run_evaluate(load_model(str(model_path)), x, y, ThreatModel(norm=Norm.LINF, eps=eps), attacks,
-                              progress=not quiet and sys.stderr.isatty())
-    except InputError as e:
-        _fail(str(e))
-        return
-    _show(record, write_run(record, out_dir))
+    _audit(load_model(str(model_path)), x, y, ThreatModel(norm=Norm.LINF, eps=eps), attacks, out_dir, quiet=quiet)
 
 
 @app.command()

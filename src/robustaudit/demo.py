@@ -73,7 +73,7 @@ def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
     log.info("training the demo digits CNN (once; cached in %s)", d)
     xtr, ytr, xte, yte = digits_32()
     model = train_digits_cnn(xtr, ytr)
-    tmp = model_path.with_suffix(".pt2.tmp")
+    tmp = model_path.with_name("digits_cnn.partial.pt2")  # torch.export wants the .pt2 suffix
     example = torch.from_numpy(xte[:8])
     program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(program, str(tmp))

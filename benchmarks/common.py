@@ -1,0 +1,22 @@
+"""Helpers shared by the benchmark scripts."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Frozen(nn.Module):
+    """Hides a module from peers' `model.eval()` calls (a torch.export program refuses them); same outputs."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self._inner = [inner]  # not registered as a child, so train()/eval() do not reach it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._inner[0](x)
+
+
+def robust_accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(((net(x).argmax(1) == y) & (net(x_adv).argmax(1) == y)).float().mean())
