@@ -1,4 +1,4 @@
-"""Zeroth-order estimators and the NES / SPSA attacks: closed-form gradients, linear models, exact query costs."""
+"""Zeroth-order estimators and the score-based attacks: closed-form gradients, linear models, exact query costs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from test_square import Constant
 
 from robustaudit.attacks.score.nes import NES
 from robustaudit.attacks.score.spsa import SPSA
+from robustaudit.attacks.score.square import Square
 from robustaudit.models import TorchModel, as_score_only
 from robustaudit.ops.zo import antithetic_gradient
 from robustaudit.threat import ThreatModel
@@ -41,9 +42,13 @@ def test_antithetic_estimate_of_a_linear_function(kind: str) -> None:
     assert sum(len(c) for c in calls) == 3 * 2 * p  # every probe is one query
 
 
-@pytest.mark.parametrize("attack", [NES(n_queries=3000), SPSA(n_queries=3000, pairs=16)])
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize(
+    "attack,norm",
+    [(NES(n_queries=3000), "linf"), (NES(n_queries=3000), "l2"), (SPSA(n_queries=3000, pairs=16), "linf"),
+     (SPSA(n_queries=3000, pairs=16), "l2"), (Square(n_queries=3000), "linf")],
+)
 def test_linear_model_examples_well_below_eps_are_broken(attack, norm: str) -> None:
+    """(Square's L2 proposals need an image: on a 20-feature table its windows shrink to one feature.)"""
     lin, x, y = make_problem(2)
     with torch.no_grad():
         d = minimal_distance(lin, x, y, norm)
