@@ -113,8 +113,10 @@ class FaultServer:
     """A v2 server on http.server that fails a share of inference requests: 500, 429 with Retry-After, a reply
     slower than the client's timeout, a dropped connection, malformed JSON. Only proper answers are counted."""
 
-    def __init__(self, model: torch.nn.Module, rate: float, seed: int = 0) -> None:
+    def __init__(self, model: torch.nn.Module, rate: float, seed: int = 0, die_after: int | None = None) -> None:
         self.model, self.rate, self.rng, self.served = model, rate, random.Random(seed), 0
+        self.die_after = die_after  # after this many answered requests, every request is dropped
+        self.answered = 0
         self.lock = threading.Lock()
         outer = self
 
@@ -140,6 +142,8 @@ class FaultServer:
                 with outer.lock:
                     fault = outer.rng.choice(["500", "429", "slow", "drop", "junk"]) \
                         if outer.rng.random() < outer.rate else None
+                    if outer.die_after is not None and outer.answered >= outer.die_after:
+                        fault = "drop"
                 if fault == "500":
                     return self._send(500, b'{"error": "boom"}')
                 if fault == "429":
@@ -159,6 +163,7 @@ class FaultServer:
                     z = outer.model(x).numpy()
                 with outer.lock:
                     outer.served += len(x)
+                    outer.answered += 1
                 reply = {"outputs": [{"name": "logits", "datatype": "FP32", "shape": list(z.shape),
                                       "data": z.ravel().tolist()}]}
                 return self._send(200, json.dumps(reply).encode())
@@ -240,3 +245,30 @@ def test_nvidia_tritonclient_talks_to_serve(server: str, net_spec: str) -> None:
     with pytest.raises(InferenceServerException):
         client.infer("model", [binary], headers=auth)
     assert httpx.get(f"{server}/v2/health/ready").status_code == 200
+
+
+def test_a_server_that_dies_mid_audit_keeps_what_was_done(net_spec: str, tmp_path: Path) -> None:
+    net = load_model(net_spec).module  # type: ignore[attr-defined]
+    server = FaultServer(net, rate=0.0, die_after=12)
+    try:
+        x, _ = data(24)
+        with torch.no_grad():
+            y = net(x).argmax(1)  # every example clean-correct, so every batch is attacked
+        remote = RemoteModel(server.url, max_batch=8, retries=1, backoff=0.01, timeout=1)
+        rec = evaluate(remote, x, y, ThreatModel(eps=0.3), [Square(n_queries=5)], batch_size=8, checks=False)
+        assert not rec.complete and "incomplete" in {f.code for f in rec.flags}
+        assert rec.attacks[0].broken > 0  # the batches finished before the outage are kept
+        from typer.testing import CliRunner
+
+        from robustaudit.cli import app
+
+        server.answered = 0
+        np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+        r = CliRunner().invoke(app, ["evaluate", "--model", server.url, "--data", str(tmp_path / "d.npz"),
+                                     "--eps", "0.3", "--attacks", "square", "--batch-size", "8", "--no-checks",
+                                     "--retries", "1", "--max-batch", "8", "--out", str(tmp_path / "o")])
+        assert r.exit_code == 1, r.output
+        res = json.loads((tmp_path / "o" / "results.json").read_text())
+        assert res["complete"] is False and any(f["code"] == "incomplete" for f in res["flags"])
+    finally:
+        server.stop()

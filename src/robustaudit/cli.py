@@ -150,6 +150,9 @@ def _audit(
         _fail(str(e))
         return
     _show(record, write_run(record, out_dir))
+    if not record.complete:
+        err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done", highlight=False)
+        raise typer.Exit(code=1)
 
 
 @app.command()

@@ -15,3 +15,7 @@ class BudgetExhausted(RuntimeError):
 
 class VerificationError(AssertionError):
     """An attack claimed a success that a fresh forward pass or the threat model does not confirm."""
+
+
+class RemoteError(InputError):
+    """A remote model could not answer (unreachable, or still failing after every retry)."""

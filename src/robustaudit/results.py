@@ -94,10 +94,16 @@ class EvalRecord:
     seed: int
     seconds: float
     model: str = "model"
+    stopped: str | None = None  # why the audit stopped before every attack ran on every example
+
+    @property
+    def complete(self) -> bool:
+        return self.stopped is None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "complete": self.complete,
             "n": self.n,
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,

@@ -20,16 +20,14 @@ import httpx
 import numpy as np
 import torch
 
-from robustaudit.errors import InputError
+from robustaudit.errors import InputError, RemoteError
 from robustaudit.types import Access
+
+__all__ = ["RemoteError", "RemoteModel"]
 
 TOKEN_ENV = "ROBUSTAUDIT_TOKEN"
 _FLOAT = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16}
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-
-
-class RemoteError(InputError):
-    """The endpoint could not answer (unreachable, or still failing after every retry)."""
 
 
 class RemoteModel:

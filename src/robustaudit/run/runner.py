@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.checks import cascade_flags, model_checks
-from robustaudit.errors import AccessError, InputError
+from robustaudit.errors import AccessError, InputError, RemoteError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops.lp import ops_for
 from robustaudit.ops.rng import derive_seed
@@ -83,6 +83,7 @@ def evaluate(
         queries[probe] += q
         gradients[probe] += g
     robust = correct.clone()
+    stopped: str | None = None
     broken_by: list[str | None] = [None] * n
     x_adv = xt.clone()
     summaries = []
@@ -94,11 +95,15 @@ def evaluate(
             done = 0
             task = bar.add_task(attack.name, total=len(todo)) if bar else None
             for batch in todo.split(batch_size) if len(todo) else ():
-                res = attack(
-                    model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
-                    attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
-                    target=None if target is None else target[batch],
-                )
+                try:
+                    res = attack(
+                        model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
+                        attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
+                        target=None if target is None else target[batch],
+                    )
+                except RemoteError as e:  # keep what was done: the finished batches stand
+                    stopped = f"{attack.name} stopped at example {int(batch[0])}: {e}"
+                    break
                 ok = res.success.cpu()
                 robust[batch[ok]] = False
                 x_adv[batch[ok]] = res.x_adv.cpu()[ok]
@@ -118,9 +123,14 @@ def evaluate(
                 summary.notes += [m for m in res.notes if m not in summary.notes]
                 if bar is not None and task is not None:
                     bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
-            summary.add_query_statistics(spent, broken)
+            summary.add_query_statistics(spent[:done], broken[:done])
             summaries.append(summary)
-    flags += cascade_flags(summaries, [a.requires for a in attack_list], n)
+            if stopped:
+                break
+    flags += cascade_flags(summaries, [a.requires for a in attack_list[: len(summaries)]], n)
+    if stopped:
+        flags.append(Flag("incomplete", f"the audit stopped early ({stopped}); examples not attacked by every "
+                                        "attack count as robust, so the robust accuracy is an upper bound"))
     n_robust = int(robust.sum())
     linf = ops_for(Norm.LINF).distance(x_adv.double(), xt.double())
     l2 = ops_for(Norm.L2).distance(x_adv.double(), xt.double())
@@ -151,6 +161,7 @@ def evaluate(
         seed=seed,
         seconds=time.perf_counter() - start,
         model=str(getattr(model, "name", "model")),
+        stopped=stopped,
     )
 
 
