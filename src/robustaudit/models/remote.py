@@ -60,19 +60,21 @@ class RemoteModel:
         self._slot_lock = threading.Lock()
         self._rng = random.Random(0)
         meta = self._metadata()
-        try:
-            self._input = meta["inputs"][0]["name"]
-            self._datatype = meta["inputs"][0].get("datatype", "FP32")
-            outputs = {o["name"]: o for o in meta["outputs"]}
-        except (KeyError, IndexError, TypeError):
-            raise RemoteError(f"{self.url}: the model metadata has no inputs/outputs in the v2 format") from None
+        try:  # servers may leave inputs/outputs undeclared (MLServer does unless configured): assume FP32 "input"
+            inputs = meta.get("inputs") or [{"name": "input", "datatype": "FP32"}]
+            self._input = inputs[0]["name"]
+            self._datatype = inputs[0].get("datatype", "FP32")
+            outputs = {o["name"]: o for o in meta.get("outputs") or []}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise RemoteError(f"{self.url}: the model metadata is not in the v2 format") from None
         if self._datatype not in _FLOAT:
             raise RemoteError(f"{self.url}: input datatype {self._datatype} is not a float type")
-        if output_name is not None and output_name not in outputs:
+        if output_name is not None and outputs and output_name not in outputs:
             raise InputError(f"{self.url}: no output named {output_name!r}; outputs are {sorted(outputs)}")
-        self._output = output_name or meta["outputs"][0]["name"]
-        is_label = str(outputs[self._output].get("datatype", "FP32")).startswith(("INT", "UINT"))
-        self.access = Access.LABELS if is_label else Access.SCORES
+        # None: the first output of each reply
+        self._output = output_name or next(iter(outputs), None)
+        datatype = str(outputs[self._output].get("datatype", "FP32")) if self._output in outputs else "FP32"
+        self.access = Access.LABELS if datatype.startswith(("INT", "UINT")) else Access.SCORES
 
     def _metadata(self) -> dict[str, Any]:
         try:
@@ -100,10 +102,13 @@ class RemoteModel:
         time.sleep(max(0.0, start - now))
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
-        body = json.dumps({"inputs": [{
+        request: dict[str, Any] = {"inputs": [{
             "name": self._input, "shape": list(chunk.shape), "datatype": self._datatype,
             "data": chunk.astype(_FLOAT[self._datatype]).ravel().tolist(),
-        }], "outputs": [{"name": self._output}]})
+        }]}
+        if self._output is not None:
+            request["outputs"] = [{"name": self._output}]
+        body = json.dumps(request)
         last = "no attempt"
         for attempt in range(self.retries + 1):
             self._wait_for_slot()
@@ -130,7 +135,7 @@ class RemoteModel:
 
     def _read(self, reply: dict[str, Any], n: int) -> np.ndarray:
         outputs = {o["name"]: o for o in reply["outputs"]}
-        out = outputs.get(self._output) or reply["outputs"][0]
+        out = outputs[self._output] if self._output is not None else reply["outputs"][0]
         arr = np.asarray(out["data"]).reshape([int(d) for d in out["shape"]])
         if len(arr) != n:
             raise ValueError(f"{len(arr)} rows for {n} inputs")
