@@ -40,6 +40,7 @@ class Genetic(Attack):
     surrogate: GradModel | None = field(default=None, compare=False, repr=False)
     init_steps: int = 10
     init_step: float = 0.01
+    init_retries: int = 5
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         oracle, eps, bounds = ctx.oracle, ctx.threat.eps, ctx.threat.bounds
@@ -109,17 +110,26 @@ class Genetic(Attack):
         n, pop, eps = len(x), self.population, ctx.threat.eps
         if self.surrogate is None:  # the MGA baseline: uniformly random sign patterns
             return (torch.rand(n, pop, *x.shape[1:], generator=gen) < 0.5).to(x.device)
+        b = ctx.threat.bounds
         xs = x.repeat_interleave(pop, 0)
-        ys = y.repeat_interleave(pop)
-        start = (xs + eps * (2 * torch.rand(xs.shape, generator=gen).to(x.device) - 1)).clamp(0, 1)
-        labels = ctx.target.repeat_interleave(pop) if ctx.threat.targeted and ctx.target is not None else ys
-        # A1: untargeted MI-FGSM away from the label (the target in targeted mode), as released; one pass (the
-        # released code repeats it until some copy fools the surrogate)
-        x1 = mi_fgsm(self.surrogate, start, labels, center=xs, eps=eps, steps=self.init_steps, step=self.init_step,
-                     bounds=ctx.threat.bounds)
-        with torch.no_grad():
-            y1 = self.surrogate.logits(x1).argmax(1).to(x.device)
+        labels = (ctx.target if ctx.threat.targeted and ctx.target is not None else y).repeat_interleave(pop)
+        x1 = xs.clone()
+        y1 = labels.clone()
+        redo = torch.ones(n, dtype=torch.bool, device=x.device)
+        # A1: untargeted MI-FGSM away from the label (the target in targeted mode) from a random start, repeated
+        # for the examples none of whose copies fools the surrogate (the released code loops until one does;
+        # capped here at `init_retries` passes)
+        for _ in range(self.init_retries):
+            rows = redo.repeat_interleave(pop)
+            start = (xs[rows] + eps * (2 * torch.rand(xs[rows].shape, generator=gen).to(x.device) - 1))
+            x1[rows] = mi_fgsm(self.surrogate, start.clamp(b.low, b.high), labels[rows], center=xs[rows], eps=eps,
+                               steps=self.init_steps, step=self.init_step, bounds=b)
+            with torch.no_grad():
+                y1[rows] = self.surrogate.logits(x1[rows]).argmax(1).to(x.device)
+            redo &= ~(y1 != labels).reshape(n, pop).any(1)
+            if not bool(redo.any()):
+                break
         # A2: targeted MI-FGSM towards the surrogate's new class, inside the box around x1 (as released)
         x2 = mi_fgsm(self.surrogate, x1, y1, center=x1, eps=eps, steps=self.init_steps, step=self.init_step,
-                     targeted=True, bounds=ctx.threat.bounds)
+                     targeted=True, bounds=b)
         return (x2 - xs > 0).reshape(n, pop, *x.shape[1:])
