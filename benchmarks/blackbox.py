@@ -4,7 +4,7 @@
   robust accuracy and wall time;
 * the HTTP overhead: examples per second through `robustaudit serve` on loopback against in-process queries.
 
-    python benchmarks/blackbox.py [--ours-only]
+    python benchmarks/blackbox.py [--ours-only] [--seed 0]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ours-only", action="store_true")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0, help="seed of ours and of torchattacks' Square")
     args = ap.parse_args()
     torch.set_num_threads(2)
     model_path, data_path = demo_files()
@@ -44,13 +45,13 @@ def main() -> None:
     rows = []
     start = time.perf_counter()
     # torchattacks' defaults: n_queries iterations, schedule rescaled to them; ours counts the initial point too
-    res = Square(n_queries=q + 1, rescale_schedule=True)(as_score_only(model), x, y, ThreatModel(eps=eps), seed=0)
+    res = Square(n_queries=q + 1, rescale_schedule=True)(as_score_only(model), x, y, ThreatModel(eps=eps), seed=args.seed)
     rows.append(("robustaudit", robust_accuracy(net, x, y, res.x_adv), time.perf_counter() - start))
     if not args.ours_only:
         try:
             import torchattacks
 
-            sq = torchattacks.Square(net, norm="Linf", eps=eps, n_queries=q, p_init=0.8, loss="margin", seed=0)
+            sq = torchattacks.Square(net, norm="Linf", eps=eps, n_queries=q, p_init=0.8, loss="margin", seed=args.seed)
             start = time.perf_counter()
             adv = sq(x, y)
             rows.append(("torchattacks", robust_accuracy(net, x, y, adv), time.perf_counter() - start))
