@@ -45,7 +45,8 @@ def main() -> None:
     rows = []
     start = time.perf_counter()
     # torchattacks' defaults: n_queries iterations, schedule rescaled to them; ours counts the initial point too
-    res = Square(n_queries=q + 1, rescale_schedule=True)(as_score_only(model), x, y, ThreatModel(eps=eps), seed=args.seed)
+    ours = Square(n_queries=q + 1, rescale_schedule=True)
+    res = ours(as_score_only(model), x, y, ThreatModel(eps=eps), seed=args.seed)
     rows.append(("robustaudit", robust_accuracy(net, x, y, res.x_adv), time.perf_counter() - start))
     if not args.ours_only:
         try:
