@@ -167,3 +167,18 @@ def test_query_statistics_per_attack(trained_cnn, data) -> None:
     assert list(sq.success_curve) == ["10", "100", "1000"]
     rates = list(sq.success_curve.values())
     assert rates == sorted(rates) and rates[-1] == sq.broken / sq.attacked
+
+
+def test_the_budget_holds_per_example_across_the_cascade(trained_cnn, data) -> None:
+    from robustaudit.attacks.score.nes import NES
+
+    x, y = data
+    counted = Counting(trained_cnn)
+    budget = 40
+    rec = evaluate(as_score_only(TorchModel(counted)), x, y, ThreatModel(eps=0.05, max_queries=budget),
+                   [Square(n_queries=30), NES(n_queries=1000, samples=6)], checks=False)
+    assert rec.attacks[1].attacked > 0
+    # clean pass and one verification come on top of the attacks' shared budget
+    assert max(e["queries"] for e in rec.examples) <= budget + 2
+    assert any(e["queries"] > 30 + 2 for e in rec.examples)  # NES did use what Square left
+    assert sum(e["queries"] for e in rec.examples) == counted.forward_rows

@@ -84,7 +84,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
-    budget: Annotated[int | None, typer.Option(help="max forward passes per example and attack")] = None,
+    budget: Annotated[int | None, typer.Option(help="max queries the attacks may spend per example, in all")] = None,
     access: Annotated[str | None, typer.Option(help="gradients | scores | labels (default: the most the model "
                                                     "offers)")] = None,
     output_name: Annotated[str | None, typer.Option(help="ONNX output holding the scores (default: the first)")] = None,

@@ -22,23 +22,28 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]
 class Oracle:
     """Counted, budgeted access to `model` for `n` examples, addressed by position 0..n-1."""
 
-    def __init__(self, model: LabelModel, n: int, *, max_queries: int | None = None) -> None:
+    def __init__(
+        self, model: LabelModel, n: int, *, max_queries: int | torch.Tensor | None = None
+    ) -> None:
         self.model = model
         self.access = Access(model.access)
         self.n = n
-        self.max_queries = max_queries
+        # per-example budget (one number for all, or what each example has left of a cascade's budget)
+        self.max_queries = None if max_queries is None else torch.as_tensor(max_queries, dtype=torch.long).expand(n)
         self.queries = torch.zeros(n, dtype=torch.long)
         self.gradients = torch.zeros(n, dtype=torch.long)
 
     def limit(self, max_queries: int) -> None:
         """Lower the per-example budget to an attack's own query cap (never raises it)."""
-        self.max_queries = max_queries if self.max_queries is None else min(self.max_queries, max_queries)
+        cap = torch.full((self.n,), max_queries, dtype=torch.long)
+        self.max_queries = cap if self.max_queries is None else torch.minimum(self.max_queries, cap)
 
     def remaining(self, idx: torch.Tensor) -> torch.Tensor:
         """Queries each example in idx may still spend (a large number when there is no budget)."""
         if self.max_queries is None:
             return torch.full((len(idx),), 2**62, dtype=torch.long)
-        return self.max_queries - self.queries[idx.cpu()]
+        i = idx.cpu()
+        return self.max_queries[i] - self.queries[i]
 
     def affordable(self, idx: torch.Tensor, cost: int = 1) -> torch.Tensor:
         """Mask over idx of the examples that can still pay `cost` queries."""

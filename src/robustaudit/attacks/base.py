@@ -147,12 +147,14 @@ class Attack(ABC):
         ids: torch.Tensor | None = None,
         attack_mask: torch.Tensor | None = None,
         num_classes: int | None = None,
+        budget: torch.Tensor | None = None,
     ) -> AttackResult:
         """Attack (x, y) under `threat`.
 
         `ids` are stable example ids that key the randomness (default 0..n-1), so a result does not depend
         on the batch. `attack_mask` selects the examples known to be correctly classified; without it the
         clean prediction is computed here (one query each) and misclassified examples are not attacked.
+        `budget` gives each example's remaining queries (a cascade's budget); default: the threat's max_queries.
         """
         start = time.perf_counter()
         if Access(model.access) < self.requires:
@@ -181,7 +183,8 @@ class Attack(ABC):
             attack_mask = pred == y if target is None else (pred == y) & (target.to(device) != y)
         attack_mask = attack_mask.to(device).bool()
         sub = attack_mask.nonzero()[:, 0]
-        oracle = Oracle(model, len(sub), max_queries=threat.max_queries)
+        limit = threat.max_queries if budget is None else budget.cpu()[sub.cpu()]
+        oracle = Oracle(model, len(sub), max_queries=limit)
         ctx = Context(
             oracle=oracle,
             threat=threat,

@@ -84,6 +84,8 @@ def evaluate(
         gradients[probe] += g
     robust = correct.clone()
     stopped: str | None = None
+    # the query budget holds per example across the whole cascade: each attack gets what is left
+    left = None if threat.max_queries is None else torch.full((n,), threat.max_queries, dtype=torch.long)
     broken_by: list[str | None] = [None] * n
     x_adv = xt.clone()
     summaries = []
@@ -100,6 +102,7 @@ def evaluate(
                         model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
                         attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
                         target=None if target is None else target[batch],
+                        budget=None if left is None else left[batch],
                     )
                 except RemoteError as e:  # keep what was done: the finished batches stand
                     stopped = f"{attack.name} stopped at example {int(batch[0])}: {e}"
@@ -114,6 +117,8 @@ def evaluate(
                 summary.broken += int(ok.sum())
                 if res.attack_queries is not None:
                     spent[done:done + len(batch)] = res.attack_queries
+                    if left is not None:
+                        left[batch] -= res.attack_queries
                 broken[done:done + len(batch)] = ok
                 done += len(batch)
                 summary.seconds += res.seconds
