@@ -56,10 +56,10 @@ def _with_surrogate(attacks: list[Attack], surrogate: str | None, device: str | 
     from robustaudit.models.load import load_model
 
     model = load_model(surrogate, access=Access.GRADIENTS, device=device)
-    takers = [a for a in attacks if hasattr(a, "surrogate")]
-    if not takers:
+    if not any(hasattr(a, "surrogate") for a in attacks):
         raise InputError("--surrogate is used by the genetic attack only; add 'genetic' to --attacks")
-    return [dataclasses.replace(a, surrogate=model) if a in takers else a for a in attacks]  # type: ignore[call-arg]
+    return [dataclasses.replace(a, surrogate=model) if hasattr(a, "surrogate") else a  # type: ignore[call-arg]
+            for a in attacks]
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:

@@ -4,6 +4,7 @@ reference server. Binds 127.0.0.1 by default; malformed requests get a JSON erro
 from __future__ import annotations
 
 import hmac
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -115,8 +116,6 @@ def _known(model_name: str, name: str) -> None:
 
 
 def _parse(body: bytes, max_batch: int) -> torch.Tensor:
-    import json
-
     try:
         req = json.loads(body)
         tensor = req["inputs"][0]

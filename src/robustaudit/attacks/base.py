@@ -202,18 +202,16 @@ class Attack(ABC):
         success[sub] = verified
         x_adv = x.clone()
         x_adv[sub[verified]] = x_sub_adv[verified].to(x.dtype)
-        queries, gradients = overhead.clone(), torch.zeros(n, dtype=torch.long)
-        queries[sub.cpu()] += oracle.queries
-        gradients[sub.cpu()] += oracle.gradients
+        spent = _scatter(oracle.queries, sub.cpu(), n)
         return AttackResult(
             name=self.name,
             x_adv=x_adv,
             success=success,
             attacked=attack_mask,
-            queries=queries,
-            gradients=gradients,
+            queries=overhead + spent,
+            gradients=_scatter(oracle.gradients, sub.cpu(), n),
             seconds=time.perf_counter() - start,
-            attack_queries=_scatter(oracle.queries, sub.cpu(), n),
+            attack_queries=spent,
             verification_failures=failures,
             notes=tuple(ctx.notes),
         )

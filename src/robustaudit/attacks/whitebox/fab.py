@@ -70,7 +70,7 @@ class FABT(Attack):
             a2 = ops.distance(d2, zero).clamp_min(1e-8)
             alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max)[:, None]
             xn = ((1 - alpha) * (xa + self.eta * d1) + alpha * (xo + self.eta * d2)).clamp(bounds.low, bounds.high)
-            x1[live] = xn.reshape(x1[live].shape)
+            x1[live] = xn.reshape(len(live), *x0.shape[1:])
             fooled = ctx.success(oracle.scores(x1[live], idx[live]), y[live], idx[live])
             dist = ops.distance(x1[live], x0[live])
             better = fooled & (dist < best[live])
