@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 import uvicorn
-from common import Frozen, robust_accuracy
+from common import peer_module, robust_accuracy
 
 from robustaudit import ThreatModel, load_model
 from robustaudit.attacks.score.square import Square
@@ -38,7 +38,7 @@ def main() -> None:
     model = load_model(str(model_path))
     if not isinstance(model, TorchModel):
         raise SystemExit("the demo model should be a torch model")
-    net = Frozen(model.module)
+    net = peer_module(str(model_path))
     d = np.load(data_path)
     x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
     eps, q = 0.1, args.queries

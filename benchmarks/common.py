@@ -17,6 +17,20 @@ class Frozen(nn.Module):
         return self._inner[0](x)
 
 
+def peer_module(path: str) -> nn.Module:
+    """The model as a user hands it to a peer library: its own copy, in the default (contiguous) memory layout.
+
+    Our TorchModel moves conv weights to channels-last itself; the peers run the module as given.
+    """
+    from robustaudit import load_model
+    from robustaudit.models import TorchModel
+
+    model = load_model(path)
+    if not isinstance(model, TorchModel):
+        raise SystemExit(f"{path} should be a torch model")
+    return Frozen(model.module.to(memory_format=torch.contiguous_format))
+
+
 def robust_accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> float:
     with torch.no_grad():
         return float(((net(x).argmax(1) == y) & (net(x_adv).argmax(1) == y)).float().mean())

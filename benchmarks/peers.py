@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import Frozen, robust_accuracy
+from common import peer_module, robust_accuracy
 
 from robustaudit import ThreatModel, evaluate, load_model
 from robustaudit.attacks.whitebox.apgd import APGD
@@ -53,7 +53,7 @@ def main() -> None:
     model = load_model(args.model)
     if not isinstance(model, TorchModel):
         raise SystemExit("the benchmark needs a white-box torch model")
-    net = Frozen(model.module)
+    net = peer_module(args.model)
     data = np.load(args.data)
     x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"]).long()
     eps = args.eps

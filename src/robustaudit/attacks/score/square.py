@@ -1,4 +1,4 @@
-"""Square Attack (spec black-box-attacks.md §2), AutoAttack's variant: one window per iteration for the batch."""
+"""Square Attack (spec black-box-attacks.md §2): the original's per-example windows, or AutoAttack's shared ones."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class Square(Attack):
     Cost: `n_queries` per example that stays robust, the initial point included (AutoAttack's
     5,000 iterations are `n_queries=5001`), plus the clean check; a fooled example stops at once.
     Inputs N×D are treated as 1×1×D images.
+    Linf windows and signs are drawn per example, as the original code does, and the signs of a proposal that
+    would not change the iterate (a window already at those signs, or clipped by the bounds) are redrawn, so no
+    query is spent on a no-op: robust accuracy 0.257 against 0.272 for AutoAttack's variant (one window for the
+    whole batch), which `per_example_windows=False` reproduces (benchmarks/blackbox.py, 3 seeds).
 
     >>> Square(n_queries=1000)(as_score_only(model), x, y, ThreatModel(norm="linf", eps=0.05))  # doctest: +SKIP
     """
@@ -35,6 +39,7 @@ class Square(Attack):
     p_init: float = 0.8
     rescale_schedule: bool = False
     restarts: int = 1
+    per_example_windows: bool = True
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = x.shape
@@ -74,7 +79,9 @@ class Square(Attack):
             if len(live) == 0:
                 break
             p = square_p(i, self.p_init, n_iter if self.rescale_schedule else None)
-            if ctx.ops.norm == Norm.LINF:
+            if ctx.ops.norm == Norm.LINF and self.per_example_windows:
+                new = self._linf_proposal_per_example(xs[live], best[live], p, ctx, gen)
+            elif ctx.ops.norm == Norm.LINF:
                 new = self._linf_proposal(xs[live], best[live], p, eps, gen)
             else:
                 new = self._l2_proposal(xs[live], best[live], p, eps, gen)
@@ -126,6 +133,28 @@ class Square(Attack):
         new[:, :, r:r + s, col:col + s] += 2 * eps * tau
         return new
 
+    def _linf_proposal_per_example(
+        self, x: torch.Tensor, best: torch.Tensor, p: float, ctx: Context, gen: torch.Generator
+    ) -> torch.Tensor:
+        n, c, h, w = x.shape
+        eps, b = ctx.threat.eps, ctx.threat.bounds
+        s = window_side(Norm.LINF, p, h, w)
+        r = torch.randint(0, max(h - s, 1), (n, 1, 1, 1), generator=gen).to(x.device)
+        col = torch.randint(0, max(w - s, 1), (n, 1, 1, 1), generator=gen).to(x.device)
+        rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
+        window = (rows >= r) & (rows < r + s) & (cols >= col) & (cols < col + s)
+        new = best.clone()
+        todo = torch.ones(n, dtype=torch.bool, device=x.device)
+        for _ in range(_REDRAWS):  # a proposal equal to the iterate would waste a query: redraw its signs
+            tau = _signs((n, c, 1, 1), gen, x)
+            cand = torch.where(window & todo.view(-1, 1, 1, 1), (x + eps * tau).clamp(b.low, b.high), new)
+            new = cand
+            todo = ((new - best).abs() < 1e-7).flatten(1).all(1)
+            if not bool(todo.any()):
+                break
+        return new
+
     def _l2_proposal(
         self, x: torch.Tensor, best: torch.Tensor, p: float, eps: float, gen: torch.Generator
     ) -> torch.Tensor:
@@ -150,6 +179,9 @@ class Square(Attack):
         delta[:, :, r1:r1 + s, c1:c1 + s] = new
         norm = delta.pow(2).sum((1, 2, 3), keepdim=True).sqrt()
         return x + eps * delta / (norm + 1e-12)
+
+
+_REDRAWS = 8  # sign redraws per proposal (original code: unbounded); with C channels 2**C sign vectors exist
 
 
 def window_side(norm: Norm, p: float, h: int, w: int) -> int:
