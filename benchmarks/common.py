@@ -24,11 +24,13 @@ def peer_module(path: str) -> nn.Module:
     """
     from robustaudit import load_model
     from robustaudit.models import TorchModel
+    from robustaudit.models.torch import set_memory_format
 
     model = load_model(path)
     if not isinstance(model, TorchModel):
         raise SystemExit(f"{path} should be a torch model")
-    return Frozen(model.module.to(memory_format=torch.contiguous_format))
+    set_memory_format(model.module, torch.contiguous_format)
+    return Frozen(model.module)
 
 
 def robust_accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> float:

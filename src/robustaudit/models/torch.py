@@ -61,7 +61,7 @@ class TorchModel:
         self.module = module.to(self.device)
         self.channels_last = _has_conv2d_weights(module) if channels_last is None else channels_last
         if self.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+            set_memory_format(self.module, torch.channels_last)
         # a torch.export program refuses eval(): its mode was fixed when it was exported
         self.was_training = _set_eval(self.module) and was_training
         self.name = name
@@ -85,6 +85,11 @@ def _module_device(module: nn.Module) -> torch.device:
     for t in list(module.parameters()) + list(module.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+def set_memory_format(module: nn.Module, fmt: torch.memory_format) -> None:
+    """Lay out every 4-D parameter and buffer of `module` in `fmt`, in place."""
+    module.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs omit this keyword
 
 
 def _has_conv2d_weights(module: nn.Module) -> bool:
