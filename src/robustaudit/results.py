@@ -26,6 +26,10 @@ class AttackResult:
     attack_queries: torch.Tensor | None = None  # the queries `run()` itself spent (no clean check, no verification)
     verification_failures: int = 0
     notes: tuple[str, ...] = ()
+    # minimum-norm attacks: each example's smallest adversarial distance found (inf: none), overall and within
+    # each budget of CURVE_BUDGETS queries
+    min_distance: torch.Tensor | None = None
+    distance_at: dict[int, torch.Tensor] | None = None
 
     @property
     def robust(self) -> torch.Tensor:
@@ -58,9 +62,20 @@ class AttackSummary:
     queries_successful_median: float | None = None
     queries_successful_mean: float | None = None
     success_curve: dict[str, float] = field(default_factory=dict)
+    # minimum-norm attacks: median smallest adversarial distance within each query budget (inf: not yet broken)
+    norm_curve: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        out["norm_curve"] = {k: _finite_or_str(v) for k, v in self.norm_curve.items()}
+        return out
+
+    def add_norm_curve(self, distance_at: dict[int, torch.Tensor], max_queries: int | None) -> None:
+        """Median over the attacked examples of the smallest distance found within each budget; budgets past
+        the query cap are left out (what the attack would have done there is unknown)."""
+        for b, d in distance_at.items():
+            if len(d) and (max_queries is None or b <= max_queries):
+                self.norm_curve[str(b)] = float(d.double().median())  # the lower median
 
     def add_query_statistics(self, spent: torch.Tensor, broken: torch.Tensor) -> None:
         """Fill the query statistics from the per-example queries and broken flags of every attacked example."""
@@ -76,6 +91,11 @@ class AttackSummary:
             if level >= top:
                 break
             level *= 10
+
+
+def _finite_or_str(v: float) -> float | str:
+    """JSON has no infinity: an unbroken median is written as the string "inf"."""
+    return v if v != float("inf") else "inf"
 
 
 @dataclass

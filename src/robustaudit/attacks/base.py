@@ -12,6 +12,7 @@ from typing import ClassVar, final
 import torch
 
 from robustaudit.errors import AccessError, InputError, VerificationError
+from robustaudit.attacks.minnorm import MinNorm
 from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
 from robustaudit.ops.lp import NormOps, ops_for
@@ -38,6 +39,8 @@ class Context:
     target: torch.Tensor | None
     num_classes: int | None = None
     notes: list[str] = field(default_factory=list)
+    starts: tuple[torch.Tensor, torch.Tensor] | None = None  # a pool of (inputs, labels) to start from
+    min_norm: MinNorm | None = None  # set by minimum-norm attacks: best points and when they were found
 
     def note(self, message: str) -> None:
         if message not in self.notes:
@@ -148,6 +151,7 @@ class Attack(ABC):
         attack_mask: torch.Tensor | None = None,
         num_classes: int | None = None,
         budget: torch.Tensor | None = None,
+        starts: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> AttackResult:
         """Attack (x, y) under `threat`.
 
@@ -155,6 +159,8 @@ class Attack(ABC):
         on the batch. `attack_mask` selects the examples known to be correctly classified; without it the
         clean prediction is computed here (one query each) and misclassified examples are not attacked.
         `budget` gives each example's remaining queries (a cascade's budget); default: the threat's max_queries.
+        `starts` is a pool of (inputs, labels) that decision-based attacks may start from (`--starts`): for a
+        targeted attack, inputs of the target classes.
         """
         start = time.perf_counter()
         if Access(model.access) < self.requires:
@@ -193,6 +199,7 @@ class Attack(ABC):
             ids=ids[sub.cpu()],
             target=None if target is None else target.to(device)[sub],
             num_classes=num_classes,
+            starts=None if starts is None else (starts[0].to(device), starts[1].to(device).long()),
         )
         x_sub_adv, claimed = (x[sub], torch.zeros(0, dtype=torch.bool, device=device))
         if len(sub):
@@ -203,6 +210,12 @@ class Attack(ABC):
         x_adv = x.clone()
         x_adv[sub[verified]] = x_sub_adv[verified].to(x.dtype)
         spent = _scatter(oracle.queries, sub.cpu(), n)
+        min_distance, distance_at = None, None
+        if ctx.min_norm is not None:
+            inf = torch.full((n,), float("inf"), dtype=torch.float64)
+            min_distance = inf.clone()
+            min_distance[sub.cpu()] = ctx.min_norm.dist.cpu()
+            distance_at = {b: inf.clone().index_put_((sub.cpu(),), d) for b, d in ctx.min_norm.at_budgets().items()}
         return AttackResult(
             name=self.name,
             x_adv=x_adv,
@@ -214,6 +227,8 @@ class Attack(ABC):
             attack_queries=spent,
             verification_failures=failures,
             notes=tuple(ctx.notes),
+            min_distance=min_distance,
+            distance_at=distance_at,
         )
 
     @abstractmethod

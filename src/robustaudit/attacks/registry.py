@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from robustaudit.attacks.base import Attack
+from robustaudit.attacks.decision.cgba import CGBA, CGBAH
+from robustaudit.attacks.decision.hsja import HopSkipJump
 from robustaudit.attacks.score.genetic import Genetic
 from robustaudit.attacks.score.nes import NES
 from robustaudit.attacks.score.spsa import SPSA
@@ -28,6 +30,9 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "nes": NES,
     "spsa": SPSA,
     "genetic": Genetic,
+    "hsja": HopSkipJump,
+    "cgba": CGBA,
+    "cgba-h": CGBAH,
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {

@@ -57,11 +57,13 @@ def evaluate(
     checks: bool = True,
     progress: bool = False,
     target: torch.Tensor | None = None,
+    starts: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> EvalRecord:
     """Clean accuracy, then each attack on the examples every earlier attack failed on; one record per example.
 
     Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
-    (clean prediction, checks, attacks, verification) is counted in its record.
+    (clean prediction, checks, attacks, verification) is counted in its record. `starts` is a pool of
+    (inputs, labels) decision-based attacks may start from.
     """
     start = time.perf_counter()
     xt, yt, attack_list = prepare(model, x, y, threat, attacks)
@@ -87,6 +89,7 @@ def evaluate(
     # the query budget holds per example across the whole cascade: each attack gets what is left
     left = None if threat.max_queries is None else torch.full((n,), threat.max_queries, dtype=torch.long)
     broken_by: list[str | None] = [None] * n
+    min_distance = torch.full((n,), float("inf"), dtype=torch.float64)
     x_adv = xt.clone()
     summaries = []
     with _progress(progress) as bar:
@@ -95,6 +98,7 @@ def evaluate(
             summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
             spent, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
             done = 0
+            distance_at: dict[int, list[torch.Tensor]] = {}
             task = bar.add_task(attack.name, total=len(todo)) if bar else None
             for batch in todo.split(batch_size) if len(todo) else ():
                 try:
@@ -103,6 +107,7 @@ def evaluate(
                         attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
                         target=None if target is None else target[batch],
                         budget=None if left is None else left[batch],
+                        starts=starts,
                     )
                 except RemoteError as e:  # keep what was done: the finished batches stand
                     stopped = f"{attack.name} stopped at example {int(batch[0])}: {e}"
@@ -120,6 +125,10 @@ def evaluate(
                     if left is not None:
                         left[batch] -= res.attack_queries
                 broken[done:done + len(batch)] = ok
+                if res.min_distance is not None and res.distance_at is not None:
+                    min_distance[batch] = torch.minimum(min_distance[batch], res.min_distance)
+                    for b, d in res.distance_at.items():
+                        distance_at.setdefault(b, []).append(d)
                 done += len(batch)
                 summary.seconds += res.seconds
                 summary.gradients += int(res.gradients.sum())
@@ -129,6 +138,7 @@ def evaluate(
                 if bar is not None and task is not None:
                     bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
             summary.add_query_statistics(spent[:done], broken[:done])
+            summary.add_norm_curve({b: torch.cat(d) for b, d in distance_at.items()}, threat.max_queries)
             summaries.append(summary)
             if stopped:
                 break
@@ -153,6 +163,9 @@ def evaluate(
         }
         for i in range(n)
     ]
+    if any(a.norm_curve for a in summaries):  # a minimum-norm attack ran: its smallest distance per example
+        for i, e in enumerate(examples):
+            e["min_distance"] = float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None
     return EvalRecord(
         n=n,
         clean_accuracy=int(correct.sum()) / n,

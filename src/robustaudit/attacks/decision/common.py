@@ -1,0 +1,74 @@
+"""The frame every decision-based (minimum-norm) attack shares: start points, then the attack's own search."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from robustaudit.attacks.base import Attack, Context
+from robustaudit.attacks.decision.boundary import Decision, DirectionFn, start_from_pool
+from robustaudit.types import Access
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecisionAttack(Attack):
+    """Label-only, minimum-norm: run() finds a first adversarial point per example, then `search()` shrinks it.
+
+    Every adversarial point the attack queries is offered to the tracker (`Decision`), so the result is each
+    example's closest adversarial point found, and success means it lies within the threat's eps.
+    Starting points: the attack's own noise search (untargeted), then inputs from the `starts` pool (or the
+    batch itself) whose label differs from the example's, or is its target class.
+    """
+
+    requires: ClassVar[Access] = Access.LABELS
+    init_tries: int = 100
+
+    def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        phi = Decision(ctx, x, y)
+        start = x.clone()
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        if not ctx.threat.targeted:
+            start, found = self.noise_start(ctx, phi, x)
+        need = (~found).nonzero()[:, 0]
+        if len(need):
+            pool = ctx.starts if ctx.starts is not None else (x, y)
+            pts, ok = start_from_pool(phi, x, need, pool)
+            start[need[ok]], found[need[ok]] = pts[ok], True
+        act = found.nonzero()[:, 0]
+        if len(act):
+            self.search(ctx, phi, x, start, act)
+        return phi.track.best, phi.track.dist <= ctx.threat.eps
+
+    def noise_start(self, ctx: Context, phi: Decision, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Untargeted start: x + k·0.02·N(0, I), k = 1, 2, ..., until adversarial (CGBA's and GeoDA's search;
+        the unperturbed input is not probed again: the clean check already did)."""
+        start, found = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for k in range(1, self.init_tries + 1):
+            idx = (~found).nonzero()[:, 0]
+            idx = idx[ctx.oracle.affordable(idx)]
+            if len(idx) == 0:
+                break
+            cand = x[idx] + 0.02 * k * ctx.noise("normal", x[idx], idx, self.name, "init", k)
+            adv = phi(cand, idx)
+            b = ctx.threat.bounds
+            start[idx[adv]], found[idx[adv]] = cand[adv].clamp(b.low, b.high), True
+        return start, found
+
+    @abstractmethod
+    def search(self, ctx: Context, phi: Decision, x: torch.Tensor, start: torch.Tensor, act: torch.Tensor) -> None:
+        """Shrink the perturbation of the examples at `act`, which start from the adversarial `start[act]`."""
+
+
+def unit_directions(ctx: Context, idx: torch.Tensor, x: torch.Tensor, kind: str, *keys: object) -> DirectionFn:
+    """Random probe directions of unit L2 norm for the examples at idx ('normal' or 'uniform' noise)."""
+
+    def draw(rows: torch.Tensor, chunk: int, key: int) -> torch.Tensor:
+        like = torch.empty(len(rows), chunk, *x.shape[1:], device=x.device, dtype=x.dtype)
+        u = ctx.noise(kind, like, idx[rows], *keys, key)
+        norms = u.flatten(2).norm(dim=2).clamp_min(1e-12)
+        return u / norms.view(*norms.shape, *([1] * (u.dim() - 2)))
+
+    return draw
