@@ -23,11 +23,19 @@ from robustaudit.types import Norm
 SMALL = {"pgd": {"steps": 5}, "apgd-ce": {"n_iter": 8}, "apgd-dlr": {"n_iter": 8},
          "apgd-t": {"n_iter": 8, "n_targets": 3}, "fab-t": {"n_iter": 8, "n_targets": 3}, "pma": {"steps": 8},
          "square": {"n_queries": 40}, "nes": {"n_queries": 60, "samples": 10}, "spsa": {"n_queries": 60, "pairs": 4},
-         "genetic": {"n_queries": 60}}
+         "genetic": {"n_queries": 60}, "hsja": {"iterations": 2, "init_evals": 10},
+         "cgba": {"iterations": 2, "n0": 8}, "cgba-h": {"iterations": 2, "n0": 8}}
 
 
 def small(name: str) -> Attack:
     return dataclasses.replace(get(name), **SMALL.get(name, {}))
+
+
+def threat_for(name: str, eps: float, dim: int = 64, **kw: object) -> ThreatModel:
+    """Linf at eps where the attack has it, else L2 at the eps of the same corner (eps·√dim)."""
+    if Norm.LINF in get(name).norms:
+        return ThreatModel(eps=eps, **kw)  # type: ignore[arg-type]
+    return ThreatModel(norm="l2", eps=eps * dim**0.5, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +82,7 @@ def test_budget_is_never_exceeded(setup, name: str) -> None:
     x, y, net = setup
     budget = 7
     counted = Counting(net)
-    res = small(name)(TorchModel(counted), x, y, ThreatModel(eps=0.15, max_queries=budget))
+    res = small(name)(TorchModel(counted), x, y, threat_for(name, 0.15, max_queries=budget))
     # the clean check and the verification pass are outside the attack's budget: at most 2 more
     assert int(res.queries.max()) <= budget + 2
     assert int(res.queries.sum()) == counted.forward_rows
@@ -85,7 +93,7 @@ def test_batch_independence(setup, name: str) -> None:
     """Per-example randomness: attacking in two halves gives the result of one batch. (Square shares one window
     per iteration across the batch, as AutoAttack does, and the GA draws its pairings per batch.)"""
     x, y, net = setup
-    threat = ThreatModel(eps=0.15)
+    threat = threat_for(name, 0.15)
     attack, model = small(name), TorchModel(net)
     whole = attack(model, x, y, threat, seed=1)
     ids = torch.arange(len(x))
@@ -127,7 +135,7 @@ def test_tabular_inputs_and_two_classes() -> None:
     with torch.no_grad():
         y = net(x).argmax(1)
     for name in available():
-        res = small(name)(TorchModel(net), x, y, ThreatModel(eps=0.5))
+        res = small(name)(TorchModel(net), x, y, threat_for(name, 0.5, dim=5))
         assert res.x_adv.shape == x.shape
     notes = small("apgd-t")(TorchModel(net), x, y, ThreatModel(eps=0.5)).notes
     assert any("targeted cross-entropy" in n for n in notes)
@@ -181,7 +189,7 @@ def test_early_stopping_changes_cost_not_result(setup, name: str) -> None:
 def test_targeted_success_means_reaching_the_target(setup, name: str) -> None:
     x, y, net = setup
     target = (y + 1) % 10
-    threat = ThreatModel(eps=0.3, targeted=True)
+    threat = threat_for(name, 0.3, targeted=True)
     res = small(name)(TorchModel(net), x, y, threat, target=target, seed=0)
     with torch.no_grad():
         pred = net(res.x_adv).argmax(1)

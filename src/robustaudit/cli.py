@@ -46,7 +46,8 @@ def _show(record: EvalRecord, where: Path) -> None:
             out.print(f"note: {note}", highlight=False)
     for f in record.flags:
         out.print(f"[yellow]flag {f.code}:[/] {f.message}", highlight=False)
-    out.print(f"results written to {where}/ (results.json, adversarial.npz, summary.md)", highlight=False)
+    files = "results.json, adversarial.npz, summary.md" + (", curves.json" if (where / "curves.json").is_file() else "")
+    out.print(f"results written to {where}/ ({files})", highlight=False)
 
 
 def _with_surrogate(attacks: list[Attack], surrogate: str | None, device: str | None) -> list[Attack]:
@@ -80,7 +81,8 @@ def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
     norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
     attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
-                                                     "(square at --access scores)")] = None,
+                                                     "(square,genetic at --access scores, cgba at --access labels, "
+                                                     "cgba-h when targeted)")] = None,
     seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
@@ -103,11 +105,17 @@ def evaluate(
                                               envvar="ROBUSTAUDIT_TOKEN")] = None,
     surrogate: Annotated[str | None, typer.Option(help="white-box model that seeds the genetic attack (free: never "
                                                        "charged to the target)")] = None,
+    target: Annotated[str | None, typer.Option("--target-class", "--target",
+                                               help="targeted audit: a class index N, 'second' (the second most "
+                                                    "likely class, one score query each) or 'random' (seeded)")] = None,
+    starts: Annotated[Path | None, typer.Option(help=".npz (x, y) of starting points for decision-based attacks, "
+                                                     "e.g. images of the target classes")] = None,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
     from robustaudit.run.data import load_npz
     from robustaudit.run.runner import prepare
+    from robustaudit.run.targets import choose_targets
 
     try:
         lo_hi = [float(v) for v in bounds.split(",")]
@@ -118,22 +126,26 @@ def evaluate(
             level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
             if level is None:
                 raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
-        threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget)
+        threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget,
+                             targeted=target is not None)
         x, y = load_npz(data)
+        pool = None if starts is None else load_npz(starts)
         remote = {"token": token, "max_batch": max_batch, "concurrency": concurrency, "rate": rate,
                   "timeout": timeout, "retries": retries}
         m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
                        output_name=output_name, remote=remote)
         if attacks is None:
-            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access))
-            if attacks is None:
-                raise InputError("no label-only attack is available in this version; use --access scores or gradients")
+            labels_default = "cgba-h" if threat.targeted else "cgba"
+            attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access), labels_default)
         attack_list = _with_surrogate(resolve(attacks), surrogate, device)
         prepare(m, x, y, threat, attack_list)
+        targets, spent = (None, None) if target is None else choose_targets(target, m, x, y, seed=seed,
+                                                                             batch_size=batch_size)
     except InputError as e:
         _fail(str(e))
         return
-    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, seed=seed, batch_size=batch_size, checks=checks)
+    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, seed=seed, batch_size=batch_size, checks=checks,
+           target=targets, starts=pool, spent=spent)
 
 
 def _audit(

@@ -8,7 +8,8 @@ would take any example past its budget raises `BudgetExhausted` before the model
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -38,6 +39,18 @@ class Oracle:
         cap = torch.full((self.n,), max_queries, dtype=torch.long)
         self.max_queries = cap if self.max_queries is None else torch.minimum(self.max_queries, cap)
 
+    @contextmanager
+    def reserved(self, n: int) -> Iterator[None]:
+        """Hold back n queries of every example's budget for the duration (e.g. a final confirmation)."""
+        if self.max_queries is None:
+            yield
+            return
+        self.max_queries = self.max_queries - n
+        try:
+            yield
+        finally:
+            self.max_queries = self.max_queries + n
+
     def remaining(self, idx: torch.Tensor) -> torch.Tensor:
         """Queries each example in idx may still spend (a large number when there is no budget)."""
         if self.max_queries is None:
@@ -52,7 +65,7 @@ class Oracle:
     def _counts(self, idx: torch.Tensor) -> torch.Tensor:
         """Per-example counts of a call on idx, refused before the model runs if any budget would be passed."""
         counts = torch.bincount(idx.cpu(), minlength=self.n)
-        if self.max_queries is not None and bool(((self.queries + counts) > self.max_queries).any()):
+        if self.max_queries is not None and bool((((self.queries + counts) > self.max_queries) & (counts > 0)).any()):
             raise BudgetExhausted("an attack asked for a query beyond an example's budget")
         return counts
 

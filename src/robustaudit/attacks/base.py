@@ -11,8 +11,8 @@ from typing import ClassVar, final
 
 import torch
 
-from robustaudit.errors import AccessError, InputError, VerificationError
 from robustaudit.attacks.minnorm import MinNorm
+from robustaudit.errors import AccessError, InputError, VerificationError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
 from robustaudit.ops.lp import NormOps, ops_for

@@ -41,6 +41,17 @@ class MinNorm:
         self.dist[better] = low[better]
         self._events.append((idx[rows].cpu(), queries[rows.cpu()].cpu(), low[better].cpu()))
 
+    def replace(self, idx: torch.Tensor, points: torch.Tensor) -> None:
+        """Swap the best points of the examples at idx for confirmed ones (the history keeps the original)."""
+        self.best[idx] = points.to(self.best.dtype)
+        self.dist[idx] = self.ops.distance(points.double(), self.x[idx].double())
+
+    def forget(self, idx: torch.Tensor) -> None:
+        """Drop the examples at idx: their best point could not be confirmed adversarial."""
+        self.best[idx] = self.x[idx]
+        self.dist[idx] = float("inf")
+        self._events.append((idx.cpu(), torch.zeros(len(idx), dtype=torch.long), self.dist[idx].cpu()))
+
     def found(self) -> torch.Tensor:
         return torch.isfinite(self.dist)
 

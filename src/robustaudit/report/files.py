@@ -12,15 +12,23 @@ from robustaudit.results import EvalRecord
 
 
 def write_run(record: EvalRecord, out: str | Path) -> Path:
-    """Write results.json, adversarial.npz and summary.md into `out` (created if needed)."""
+    """Write results.json, adversarial.npz and summary.md into `out` (created if needed), and curves.json when a
+    minimum-norm attack ran: per attack, the median smallest perturbation found within each query budget."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
+    names = ["adversarial.npz", "summary.md", "results.json"]
+    curves = {a.name: a.to_json()["norm_curve"] for a in record.attacks if a.norm_curve}
+    if curves:
+        (d / "curves.json.tmp").write_text(json.dumps(curves, indent=2))
+        names.insert(0, "curves.json")
+    else:
+        (d / "curves.json").unlink(missing_ok=True)  # a stale one from an earlier run into this folder
     tmp = d / "results.json.tmp"
     tmp.write_text(json.dumps(record.to_json(), indent=2))
     with open(d / "adversarial.npz.tmp", "wb") as f:
         np.savez_compressed(f, x_adv=record.x_adv.numpy())
     (d / "summary.md.tmp").write_text(summary_markdown(record))
-    for name in ("adversarial.npz", "summary.md", "results.json"):
+    for name in names:
         os.replace(d / f"{name}.tmp", d / name)
     return d
 
@@ -45,6 +53,15 @@ def summary_markdown(record: EvalRecord) -> str:
     ]
     for a in record.attacks:
         lines.append(f"| {a.name} | {a.attacked} | {a.broken} | {a.seconds:.1f} | {a.gradients} | {a.forwards} |")
+    curves = [a for a in record.attacks if a.norm_curve]
+    if curves:
+        budgets = sorted({int(b) for a in curves for b in a.norm_curve})
+        lines += ["", f"Median smallest {t['norm']} perturbation found within each query budget (inf: not yet "
+                      "broken):", "", "| attack | " + " | ".join(str(b) for b in budgets) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        for a in curves:
+            lines.append(f"| {a.name} | " + " | ".join(f"{a.norm_curve.get(str(b), float('nan')):.4g}"
+                                                       for b in budgets) + " |")
     notes = [n for a in record.attacks for n in a.notes]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]

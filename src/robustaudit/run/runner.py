@@ -58,12 +58,14 @@ def evaluate(
     progress: bool = False,
     target: torch.Tensor | None = None,
     starts: tuple[torch.Tensor, torch.Tensor] | None = None,
+    spent: torch.Tensor | None = None,
 ) -> EvalRecord:
     """Clean accuracy, then each attack on the examples every earlier attack failed on; one record per example.
 
     Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
     (clean prediction, checks, attacks, verification) is counted in its record. `starts` is a pool of
-    (inputs, labels) decision-based attacks may start from.
+    (inputs, labels) decision-based attacks may start from; `spent` counts queries already made per example
+    (choosing targets) into its record.
     """
     start = time.perf_counter()
     xt, yt, attack_list = prepare(model, x, y, threat, attacks)
@@ -74,8 +76,12 @@ def evaluate(
     gradients = torch.zeros(n, dtype=torch.long)
     clean_pred, num_classes = _clean_pass(model, xt, batch_size)
     queries += 1
+    if spent is not None:
+        queries += spent.cpu()
     if num_classes is not None:
         check_labels(yt, num_classes)
+        if target is not None and bool(((target < 0) | (target >= num_classes)).any()):
+            raise InputError(f"target classes must lie in 0..{num_classes - 1}: the model has {num_classes} classes")
     correct = clean_pred == yt
     if target is not None:
         correct &= target.cpu() != yt
@@ -164,8 +170,8 @@ def evaluate(
         for i in range(n)
     ]
     if any(a.norm_curve for a in summaries):  # a minimum-norm attack ran: its smallest distance per example
-        for i, e in enumerate(examples):
-            e["min_distance"] = float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None
+        for i, rec in enumerate(examples):
+            rec["min_distance"] = float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None
     return EvalRecord(
         n=n,
         clean_accuracy=int(correct.sum()) / n,

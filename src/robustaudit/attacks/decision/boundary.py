@@ -30,14 +30,16 @@ class Decision:
     def __call__(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         b = self.ctx.threat.bounds
         points = points.clamp(b.low, b.high)
-        labels = self.ctx.oracle.labels(points, idx)
-        t = None if self.ctx.target is None else self.ctx.target[idx]
-        adv = self.ctx.threat.success_of_labels(labels, self.y[idx], t)
+        adv = self.test(points, idx)
         self.track.update(points[adv], idx[adv], self.ctx.oracle.queries[idx[adv].cpu()])
         return adv
 
-    def affordable(self, idx: torch.Tensor, cost: int = 1) -> torch.Tensor:
-        return idx[self.ctx.oracle.affordable(idx, cost)]
+    def test(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """φ without the tracker: one counted label query per point (clipped to the bounds)."""
+        b = self.ctx.threat.bounds
+        labels = self.ctx.oracle.labels(points.clamp(b.low, b.high), idx)
+        t = None if self.ctx.target is None else self.ctx.target[idx]
+        return self.ctx.threat.success_of_labels(labels, self.y[idx], t)
 
 
 def bisect(

@@ -125,9 +125,11 @@ class CGBA(DecisionAttack):
         return seg(torch.arange(n, device=dev), hi)
 
     def _directions(self, ctx: Context, idx: torch.Tensor, x: torch.Tensor, it: int) -> DirectionFn:
-        """RANDOM_DIRECTION(): N(0, 1) on the lowest 1/r of the DCT frequencies per axis, inverse DCT."""
+        """RANDOM_DIRECTION(): N(0, 1) on the lowest 1/r of the DCT frequencies per axis, inverse DCT. Feature
+        vectors (N×D inputs) have no spatial frequencies: there every direction is N(0, I)."""
         c, h, w = as_image(x.shape[1:])
-        bh, bw = max(h // self.dim_reduction, 1), max(w // self.dim_reduction, 1)
+        r = self.dim_reduction if x.dim() == 4 else 1
+        bh, bw = max(h // r, 1), max(w // r, 1)
 
         def draw(rows: torch.Tensor, chunk: int, key: int) -> torch.Tensor:
             like = torch.empty(len(rows), chunk, c, bh, bw, device=x.device, dtype=x.dtype)

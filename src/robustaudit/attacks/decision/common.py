@@ -39,8 +39,25 @@ class DecisionAttack(Attack):
             start[need[ok]], found[need[ok]] = pts[ok], True
         act = found.nonzero()[:, 0]
         if len(act):
-            self.search(ctx, phi, x, start, act)
+            with ctx.oracle.reserved(1):
+                self.search(ctx, phi, x, start, act)
+        self._confirm(ctx, phi, x)
         return phi.track.best, phi.track.dist <= ctx.threat.eps
+
+    def _confirm(self, ctx: Context, phi: Decision, x: torch.Tensor) -> None:
+        """Re-query each example's best point (1 query, kept in reserve during the search): a point within float
+        noise of the boundary can flip with the batch it is evaluated in. One that flips is pushed outwards
+        along its ray, 0.1% at a time, while budget lasts; one never confirmed is dropped."""
+        pending = phi.track.found().nonzero()[:, 0]
+        for k in range(_CONFIRMATIONS):
+            pending = pending[ctx.oracle.affordable(pending)]
+            if len(pending) == 0:
+                break
+            pts = x[pending] + (1 + 1e-3 * k) * (phi.track.best[pending] - x[pending])
+            ok = phi.test(pts, pending)
+            phi.track.replace(pending[ok], pts[ok].clamp(ctx.threat.bounds.low, ctx.threat.bounds.high))
+            pending = pending[~ok]
+        phi.track.forget(pending)
 
     def noise_start(self, ctx: Context, phi: Decision, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Untargeted start: x + k·0.02·N(0, I), k = 1, 2, ..., until adversarial (CGBA's and GeoDA's search;
@@ -60,6 +77,9 @@ class DecisionAttack(Attack):
     @abstractmethod
     def search(self, ctx: Context, phi: Decision, x: torch.Tensor, start: torch.Tensor, act: torch.Tensor) -> None:
         """Shrink the perturbation of the examples at `act`, which start from the adversarial `start[act]`."""
+
+
+_CONFIRMATIONS = 3
 
 
 def unit_directions(ctx: Context, idx: torch.Tensor, x: torch.Tensor, kind: str, *keys: object) -> DirectionFn:
