@@ -24,7 +24,8 @@ SMALL = {"pgd": {"steps": 5}, "apgd-ce": {"n_iter": 8}, "apgd-dlr": {"n_iter": 8
          "apgd-t": {"n_iter": 8, "n_targets": 3}, "fab-t": {"n_iter": 8, "n_targets": 3}, "pma": {"steps": 8},
          "square": {"n_queries": 40}, "nes": {"n_queries": 60, "samples": 10}, "spsa": {"n_queries": 60, "pairs": 4},
          "genetic": {"n_queries": 60}, "hsja": {"iterations": 2, "init_evals": 10},
-         "cgba": {"iterations": 2, "n0": 8}, "cgba-h": {"iterations": 2, "n0": 8}}
+         "cgba": {"iterations": 2, "n0": 8}, "cgba-h": {"iterations": 2, "n0": 8}, "rays": {"max_queries": 40},
+         "surfree": {"steps": 3}}
 
 
 def small(name: str) -> Attack:

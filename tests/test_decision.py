@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from robustaudit.attacks.registry import get
 from robustaudit.cli import app
-from robustaudit.errors import AccessError
+from robustaudit.errors import AccessError, InputError
 from robustaudit.models import TorchModel, as_label_only
 from robustaudit.threat import ThreatModel
 
@@ -130,3 +130,25 @@ def test_cli_writes_curves(tmp_path, demo_paths) -> None:
                                  "--eps", "1.5", "--budget", "100", "--data", str(small), "--out", str(out),
                                  "--quiet", "--target-class", "second"])
     assert r.exit_code == 2 and "score query" in r.output
+
+
+def test_rays_finds_the_linf_minimum_sign_direction() -> None:
+    """On a linear model the Linf-minimal perturbation is along sign(w): a ray RayS's block flips reach."""
+    net, x, y, dmin = two_class_problem(20, n=8)
+    res = get("rays")(as_label_only(TorchModel(net)), x, y, ThreatModel(norm="linf", eps=0.01, max_queries=1000))
+    ratio = res.min_distance / dmin["linf"]
+    assert bool((ratio >= 1 - 1e-4).all()) and float(ratio.median()) <= 1.05
+
+
+def test_rays_needs_a_budget() -> None:
+    net, x, y, _ = two_class_problem(5, n=2)
+    with pytest.raises(InputError, match="budget"):
+        dataclasses.replace(get("rays"), max_queries=None)(as_label_only(TorchModel(net)), x, y,
+                                                          ThreatModel(norm="linf", eps=0.01))
+
+
+def test_surfree_reaches_the_boundary() -> None:
+    net, x, y, dmin = two_class_problem(20, n=8)
+    res = get("surfree")(as_label_only(TorchModel(net)), x, y, ThreatModel(norm="l2", eps=0.01, max_queries=2000))
+    ratio = res.min_distance / dmin["l2"]
+    assert bool((ratio >= 1 - 1e-4).all()) and float(ratio.max()) <= 1.05

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.decision.cgba import CGBA, CGBAH
 from robustaudit.attacks.decision.hsja import HopSkipJump
+from robustaudit.attacks.decision.rays import RayS
+from robustaudit.attacks.decision.surfree import SurFree
 from robustaudit.attacks.score.genetic import Genetic
 from robustaudit.attacks.score.nes import NES
 from robustaudit.attacks.score.spsa import SPSA
@@ -33,6 +35,8 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "hsja": HopSkipJump,
     "cgba": CGBA,
     "cgba-h": CGBAH,
+    "rays": RayS,
+    "surfree": SurFree,
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {

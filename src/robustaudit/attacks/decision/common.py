@@ -10,6 +10,7 @@ import torch
 
 from robustaudit.attacks.base import Attack, Context
 from robustaudit.attacks.decision.boundary import Decision, DirectionFn, start_from_pool
+from robustaudit.errors import InputError
 from robustaudit.types import Access
 
 
@@ -25,8 +26,14 @@ class DecisionAttack(Attack):
 
     requires: ClassVar[Access] = Access.LABELS
     init_tries: int = 100
+    max_queries: int | None = None  # the attack's own cap per example, under the threat's budget
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.max_queries is not None:
+            ctx.oracle.limit(self.max_queries)
+        elif ctx.oracle.max_queries is None and not self.terminates:
+            raise InputError(f"{self.name} runs until its query budget: give the threat model max_queries "
+                             "(--budget) or the attack max_queries")
         phi = Decision(ctx, x, y)
         start = x.clone()
         found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
@@ -73,6 +80,11 @@ class DecisionAttack(Attack):
             b = ctx.threat.bounds
             start[idx[adv]], found[idx[adv]] = cand[adv].clamp(b.low, b.high), True
         return start, found
+
+    @property
+    def terminates(self) -> bool:
+        """Whether the search ends by itself (a number of iterations) rather than only at a query budget."""
+        return True
 
     @abstractmethod
     def search(self, ctx: Context, phi: Decision, x: torch.Tensor, start: torch.Tensor, act: torch.Tensor) -> None:
