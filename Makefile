@@ -26,6 +26,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/peers.py --ours-only
+	$(BIN)/python benchmarks/blackbox.py --ours-only
+	$(BIN)/python benchmarks/decision.py --ours-only
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers
@@ -37,6 +39,8 @@ bench: $(STAMP)
 
 bench-peers: .venv-peers/.installed
 	.venv-peers/bin/python benchmarks/peers.py
+	.venv-peers/bin/python benchmarks/blackbox.py
+	.venv-peers/bin/python benchmarks/decision.py
 
 clean:
 	rm -rf $(VENV) .venv-peers demo-report

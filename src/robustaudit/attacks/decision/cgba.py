@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -68,15 +69,8 @@ class CGBA(DecisionAttack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """CGBA: β_k = (π/2)(1 − 2^−k) until a point is not adversarial, then bisect the angle from β = 0."""
         n, dev = len(idx), xb.device
-        clean = torch.full((n,), -1.0, device=dev)
-        for k in range(1, self.max_probes + 1):
-            todo = (clean < 0).nonzero()[:, 0]
-            todo = todo[phi.ctx.oracle.affordable(idx[todo])]
-            if len(todo) == 0:
-                break
-            beta = torch.full((len(todo),), math.pi / 2 * (1 - 2.0**-k), device=dev)
-            adv = phi(circle(todo, beta), idx[todo])
-            clean[todo[~adv]] = beta[~adv]
+        clean = self._probe(phi, idx, circle, lambda todo, k: torch.full((len(todo),), math.pi / 2 * (1 - 2.0**-k),
+                                                                         device=dev), want_adversarial=False)
         ok = (clean > 0).nonzero()[:, 0]
         beta_c = clean[ok]
         dist = circle.diameter[ok]
@@ -97,15 +91,7 @@ class CGBA(DecisionAttack):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """CGBA-H: β_k = θ/2^k until a point is adversarial, then a radial bisection from x to it."""
         n, dev = len(idx), theta.device
-        hit = torch.full((n,), -1.0, device=dev)
-        for k in range(1, self.max_probes + 1):
-            todo = (hit < 0).nonzero()[:, 0]
-            todo = todo[phi.ctx.oracle.affordable(idx[todo])]
-            if len(todo) == 0:
-                break
-            beta = theta[todo] / 2**k
-            adv = phi(circle(todo, beta), idx[todo])
-            hit[todo[adv]] = beta[adv]
+        hit = self._probe(phi, idx, circle, lambda todo, k: theta[todo] / 2**k, want_adversarial=True)
         ok = (hit > 0).nonzero()[:, 0]
         b = phi.ctx.threat.bounds
         p = circle(ok, hit[ok]).clamp(b.low, b.high)
@@ -114,6 +100,24 @@ class CGBA(DecisionAttack):
         found = torch.zeros(n, dtype=torch.bool, device=dev)
         found[ok] = True
         return new, found
+
+    def _probe(
+        self, phi: Decision, idx: torch.Tensor, circle: _Circle, beta_at: Callable[[torch.Tensor, int], torch.Tensor],
+        *, want_adversarial: bool,
+    ) -> torch.Tensor:
+        """Probe circle(β_k), k = 1..max_probes, per example until the answer is `want_adversarial`; the β
+        where it was (−1: never, or out of budget)."""
+        found = torch.full((len(idx),), -1.0, device=idx.device)
+        for k in range(1, self.max_probes + 1):
+            todo = (found < 0).nonzero()[:, 0]
+            todo = todo[phi.ctx.oracle.affordable(idx[todo])]
+            if len(todo) == 0:
+                break
+            beta = beta_at(todo, k)
+            adv = phi(circle(todo, beta), idx[todo])
+            hit = adv if want_adversarial else ~adv
+            found[todo[hit]] = beta[hit].to(found.dtype)
+        return found
 
     def _radial(self, phi: Decision, xs: torch.Tensor, xr: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """BIN_SEARCH(x, x_r): midpoint bisection on the segment until ‖adv − cln‖ < tol or the call cap."""

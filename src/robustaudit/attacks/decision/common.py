@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -69,16 +70,24 @@ class DecisionAttack(Attack):
     def noise_start(self, ctx: Context, phi: Decision, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Untargeted start: x + k·0.02·N(0, I), k = 1, 2, ..., until adversarial (CGBA's and GeoDA's search;
         the unperturbed input is not probed again: the clean check already did)."""
+        return self.search_noise(ctx, phi, x, lambda idx, k: x[idx] + 0.02 * (k + 1) * ctx.noise(
+            "normal", x[idx], idx, self.name, "init", k))
+
+    def search_noise(
+        self, ctx: Context, phi: Decision, x: torch.Tensor, draw: Callable[[torch.Tensor, int], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw k = 0, 1, ... candidates `draw(idx, k)` (clipped to the bounds) for the examples at idx still
+        without one, until adversarial, `init_tries` draws or the budget. Returns (start, found)."""
+        b = ctx.threat.bounds
         start, found = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for k in range(1, self.init_tries + 1):
+        for k in range(self.init_tries):
             idx = (~found).nonzero()[:, 0]
             idx = idx[ctx.oracle.affordable(idx)]
             if len(idx) == 0:
                 break
-            cand = x[idx] + 0.02 * k * ctx.noise("normal", x[idx], idx, self.name, "init", k)
+            cand = draw(idx, k).clamp(b.low, b.high)
             adv = phi(cand, idx)
-            b = ctx.threat.bounds
-            start[idx[adv]], found[idx[adv]] = cand[adv].clamp(b.low, b.high), True
+            start[idx[adv]], found[idx[adv]] = cand[adv], True
         return start, found
 
     @property

@@ -36,15 +36,8 @@ class HopSkipJump(DecisionAttack):
     def noise_start(self, ctx: Context, phi: Decision, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Uniform noise in the bounds until adversarial, then 10 bisection steps on the blend towards x."""
         b = ctx.threat.bounds
-        start, found = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for k in range(self.init_tries):
-            idx = (~found).nonzero()[:, 0]
-            idx = idx[ctx.oracle.affordable(idx)]
-            if len(idx) == 0:
-                break
-            u = b.low + (b.high - b.low) * (ctx.noise("uniform", x[idx], idx, self.name, "init", k) + 1) / 2
-            adv = phi(u, idx)
-            start[idx[adv]], found[idx[adv]] = u[adv], True
+        start, found = self.search_noise(ctx, phi, x, lambda idx, k: b.low + (b.high - b.low) * (
+            ctx.noise("uniform", x[idx], idx, self.name, "init", k) + 1) / 2)
         idx = found.nonzero()[:, 0]
         seg = blend(x[idx], start[idx])
         n = len(idx)

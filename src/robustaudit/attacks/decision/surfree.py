@@ -41,17 +41,8 @@ class SurFree(DecisionAttack):
 
     def noise_start(self, ctx: Context, phi: Decision, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x + 0.5·N(0, I), clipped, redrawn until adversarial."""
-        b = ctx.threat.bounds
-        start, found = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for k in range(self.init_tries):
-            idx = (~found).nonzero()[:, 0]
-            idx = idx[ctx.oracle.affordable(idx)]
-            if len(idx) == 0:
-                break
-            cand = (x[idx] + 0.5 * ctx.noise("normal", x[idx], idx, self.name, "init", k)).clamp(b.low, b.high)
-            adv = phi(cand, idx)
-            start[idx[adv]], found[idx[adv]] = cand[adv], True
-        return start, found
+        return self.search_noise(ctx, phi, x, lambda idx, k: x[idx] + 0.5 * ctx.noise(
+            "normal", x[idx], idx, self.name, "init", k))
 
     def search(self, ctx: Context, phi: Decision, x: torch.Tensor, start: torch.Tensor, act: torch.Tensor) -> None:
         x0 = x[act]
