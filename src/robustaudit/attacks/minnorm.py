@@ -50,13 +50,13 @@ class MinNorm:
         """Drop the examples at idx: their best point could not be confirmed adversarial."""
         self.best[idx] = self.x[idx]
         self.dist[idx] = float("inf")
-        self._events.append((idx.cpu(), torch.zeros(len(idx), dtype=torch.long), self.dist[idx].cpu()))
 
     def found(self) -> torch.Tensor:
         return torch.isfinite(self.dist)
 
     def at_budgets(self, budgets: tuple[int, ...] = CURVE_BUDGETS) -> dict[int, torch.Tensor]:
-        """Each example's best distance among the points found within B queries, for every budget B."""
+        """Each example's best distance among the points found within B queries, for every budget B (never below
+        its final distance: a point replaced after confirmation, or dropped, counts as it ended)."""
         n = len(self.dist)
         out = {}
         idx = torch.cat([e[0] for e in self._events]) if self._events else torch.zeros(0, dtype=torch.long)
@@ -64,5 +64,6 @@ class MinNorm:
         d = torch.cat([e[2] for e in self._events]) if self._events else torch.zeros(0, dtype=torch.float64)
         for b in budgets:
             keep = q <= b
-            out[b] = torch.full((n,), float("inf"), dtype=torch.float64).scatter_reduce(0, idx[keep], d[keep], "amin")
+            found = torch.full((n,), float("inf"), dtype=torch.float64).scatter_reduce(0, idx[keep], d[keep], "amin")
+            out[b] = torch.maximum(found, self.dist.cpu())
         return out
