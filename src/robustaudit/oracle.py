@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 
 from robustaudit.errors import AccessError, BudgetExhausted, InputError
-from robustaudit.models.base import LabelModel
+from robustaudit.models.base import LabelModel, MapModel
 from robustaudit.types import Access
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -89,6 +89,16 @@ class Oracle:
         out = self.model.predict_scores(x).to(x.device)  # type: ignore[attr-defined]
         self._charge(counts, grad=False)
         return out
+
+    def scores_and_maps(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and attribution maps of x from an interpretable system; one query per row."""
+        self._need(Access.SCORES, "reading scores")
+        if not isinstance(self.model, MapModel):
+            raise AccessError("this attack option needs a model that returns attribution maps with its scores")
+        counts = self._counts(idx)
+        z, maps = self.model.predict_scores_and_maps(x)
+        self._charge(counts, grad=False)
+        return z.to(x.device), maps.to(x.device)
 
     def labels(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Top-1 labels of x; costs one query per row."""

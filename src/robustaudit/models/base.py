@@ -34,3 +34,11 @@ class GradModel(ScoreModel, Protocol):
     """White box: differentiable logits with respect to the input."""
 
     def logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class MapModel(ScoreModel, Protocol):
+    """An interpretable system: each query returns the scores and an attribution map of the input (the map of
+    the interpreter the deployment shows its users), as one query."""
+
+    def predict_scores_and_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...

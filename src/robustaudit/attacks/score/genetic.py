@@ -23,8 +23,11 @@ class Genetic(Attack):
     Each example has a population of sign patterns (every pixel at x ± eps). Per generation two members meet; the
     one with the worse target cross-entropy is infected by the other (crossover) and mutated. With a white-box
     `surrogate`, the initial population comes from MI-FGSM on it (free: surrogate passes are never charged);
-    otherwise it is random. Cost: `population` queries, then 0-2 per generation (only changed members are
-    re-evaluated); at most n_queries per example; a success stops the example.
+    otherwise it is random. With `map_weight` > 0 against an interpretable system (a model that returns an
+    attribution map with its scores, `MapModel`), the fitness also rewards keeping the adversarial input's map
+    close to the clean one: CE − map_weight·(1 − Pearson correlation of the maps) (QuScore's goal; one extra
+    query per example reads the clean map). Cost: `population` queries, then 0-2 per generation (only changed
+    members are re-evaluated); at most n_queries per example; a success stops the example.
 
     >>> Genetic(surrogate=load_model("public.pt"))(target, x, y, ThreatModel(eps=0.03))  # doctest: +SKIP
     """
@@ -41,6 +44,7 @@ class Genetic(Attack):
     init_steps: int = 10
     init_step: float = 0.01
     init_retries: int = 5
+    map_weight: float = 0.0
 
     def run(self, ctx: Context, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         oracle, eps, bounds = ctx.oracle, ctx.threat.eps, ctx.threat.bounds
@@ -52,6 +56,12 @@ class Genetic(Attack):
         def decode(idx: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
             return (x[idx] + eps * (2 * genomes[idx, k].to(x.dtype) - 1)).clamp(bounds.low, bounds.high)
 
+        clean_maps = None
+        if self.map_weight > 0:
+            every = torch.arange(n, device=x.device)[oracle.affordable(torch.arange(n, device=x.device))]
+            first = oracle.scores_and_maps(x[every], every)[1].flatten(1)
+            clean_maps = torch.zeros(n, first.shape[1], device=x.device)
+            clean_maps[every] = first.to(clean_maps.dtype)
         fitness = torch.full((n, pop), float("nan"), device=x.device)
         changed = torch.ones(n, pop, dtype=torch.bool, device=x.device)
         x_adv, success = x.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -64,8 +74,13 @@ class Genetic(Attack):
             if len(idx) == 0:
                 return
             xs = decode(idx, k)
-            z = oracle.scores(xs, idx)
-            fitness[idx, k] = self._fitness(ctx, z, y, idx)
+            if clean_maps is None:
+                z = oracle.scores(xs, idx)
+                fitness[idx, k] = self._fitness(ctx, z, y, idx)
+            else:
+                z, maps = oracle.scores_and_maps(xs, idx)
+                change = self.map_weight * (1 - _pearson(maps.flatten(1).to(clean_maps.dtype), clean_maps[idx]))
+                fitness[idx, k] = self._fitness(ctx, z, y, idx) + (change if ctx.threat.targeted else -change)
             changed[idx, k] = False
             won = ctx.success(z, y[idx], idx)
             x_adv[idx[won]], success[idx[won]] = xs[won], True
@@ -133,3 +148,9 @@ class Genetic(Attack):
         x2 = mi_fgsm(self.surrogate, x1, y1, center=x1, eps=eps, steps=self.init_steps, step=self.init_step,
                      targeted=True, bounds=b)
         return (x2 - xs > 0).reshape(n, pop, *x.shape[1:])
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise Pearson correlation of two maps (0 where one is constant)."""
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
