@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import sys
 from pathlib import Path
@@ -110,6 +111,10 @@ def evaluate(
                                                     "likely class, one score query each) or 'random' (seeded)")] = None,
     starts: Annotated[Path | None, typer.Option(help=".npz (x, y) of starting points for decision-based attacks, "
                                                      "e.g. images of the target classes")] = None,
+    shard_size: Annotated[int, typer.Option(help="examples per shard: each finished shard is committed to "
+                                                 "DIR/store.sqlite")] = 512,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out (rerunning into the same folder does so "
+                                              "too); refused if its options differ")] = False,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
@@ -144,27 +149,64 @@ def evaluate(
     except InputError as e:
         _fail(str(e))
         return
-    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, seed=seed, batch_size=batch_size, checks=checks,
-           target=targets, starts=pool, spent=spent)
+    config = {"model": model, "model_sha256": _fingerprint(model), "data_sha256": _fingerprint(data),
+              "threat": threat.to_json(), "attacks": [repr(a) for a in attack_list], "seed": seed,
+              "batch_size": batch_size, "access": access, "mean": mean, "std": std, "target": target,
+              "starts_sha256": _fingerprint(starts), "surrogate": surrogate, "checks": checks}
+    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, config=config, shard_size=shard_size, resume=resume,
+           seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent)
 
 
 def _audit(
     model: LabelModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, attacks: str | list[Attack],
-    out_dir: Path, *, quiet: bool, **options: Any,
+    out_dir: Path, *, quiet: bool, config: dict[str, Any], shard_size: int = 512, resume: bool = False,
+    **options: Any,
 ) -> None:
-    """Run the evaluation, then write and show it; nothing is written when it fails."""
+    """Run the evaluation shard by shard into the store in out_dir (resuming what it holds), then write and show
+    the results; a run that fails before its first shard leaves nothing behind."""
     from robustaudit.report.files import write_run
-    from robustaudit.run.runner import evaluate as run_evaluate
+    from robustaudit.run.sharded import evaluate_sharded
+    from robustaudit.run.store import STORE_NAME, Store
 
+    path = out_dir / STORE_NAME
+    if resume and not path.is_file():
+        _fail(f"--resume: {out_dir} holds no run to resume ({STORE_NAME} is missing)")
+        return
+    fresh, created = not path.is_file(), not out_dir.exists()
+    store = Store(path)
     try:
-        record = run_evaluate(model, x, y, threat, attacks, progress=not quiet and sys.stderr.isatty(), **options)
+        store.bind({**config, "shard_size": shard_size})
+        if done := len(store.done()):
+            err.print(f"resuming the run in {out_dir}: {done} finished shard(s) are read back", highlight=False)
+        record = evaluate_sharded(model, x, y, threat, attacks, shard_size=shard_size, store=store,
+                                  progress=not quiet and sys.stderr.isatty(), **options)
     except InputError as e:
+        empty = not store.done()
+        store.close()
+        if fresh and empty:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            if created and not any(out_dir.iterdir()):
+                out_dir.rmdir()
         _fail(str(e))
         return
+    store.close()
     _show(record, write_run(record, out_dir))
     if not record.complete:
-        err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done", highlight=False)
+        err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done; rerun the same "
+                  "command to resume", highlight=False)
         raise typer.Exit(code=1)
+
+
+def _fingerprint(path: str | Path | None) -> str | None:
+    """sha256 of a file (the identity of a model or data set in the run's configuration), else None."""
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @app.command()
@@ -183,7 +225,10 @@ def demo(
     model_path, data_path = demo_files()
     out.print(f"demo model: {model_path}\ndemo data:  {data_path}", highlight=False)
     x, y = load_npz(data_path)
-    _audit(load_model(str(model_path)), x, y, ThreatModel(norm=Norm.LINF, eps=eps), attacks, out_dir, quiet=quiet)
+    threat = ThreatModel(norm=Norm.LINF, eps=eps)
+    config = {"model": "demo", "model_sha256": _fingerprint(model_path), "data_sha256": _fingerprint(data_path),
+              "threat": threat.to_json(), "attacks": attacks}
+    _audit(load_model(str(model_path)), x, y, threat, attacks, out_dir, quiet=quiet, config=config)
 
 
 @app.command()

@@ -64,10 +64,43 @@ class AttackSummary:
     success_curve: dict[str, float] = field(default_factory=dict)
     # minimum-norm attacks: median smallest adversarial distance within each query budget (inf: not yet broken)
     norm_curve: dict[str, float] = field(default_factory=dict)
+    # the per-example data the statistics come from (spent, broken, distance_at): kept in the store, so that
+    # shards merge exactly; not part of results.json
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
+        out = {k: v for k, v in self.__dict__.items() if k != "raw"}
         out["norm_curve"] = {k: _finite_or_str(v) for k, v in self.norm_curve.items()}
+        return out
+
+    def add_statistics(self, max_queries: int | None) -> None:
+        """(Re)compute the query statistics and the norm curve from `raw`."""
+        self.queries_successful_median = self.queries_successful_mean = None
+        self.success_curve, self.norm_curve = {}, {}
+        spent = torch.tensor(self.raw.get("spent", []), dtype=torch.long)
+        self.add_query_statistics(spent, torch.tensor(self.raw.get("broken", []), dtype=torch.bool))
+        self.add_norm_curve({int(b): torch.tensor(d, dtype=torch.float64)
+                             for b, d in self.raw.get("distance_at", {}).items()}, max_queries)
+
+    @staticmethod
+    def merge(parts: list[AttackSummary], max_queries: int | None) -> AttackSummary:
+        """One attack's summaries over disjoint shards: counts add up, statistics are recomputed exactly."""
+        out = AttackSummary(parts[0].name, attacked=0, broken=0, seconds=0.0, gradients=0, forwards=0)
+        raw: dict[str, Any] = {"spent": [], "broken": [], "distance_at": {}}
+        for p in parts:
+            out.attacked += p.attacked
+            out.broken += p.broken
+            out.seconds += p.seconds
+            out.gradients += p.gradients
+            out.forwards += p.forwards
+            out.verification_failures += p.verification_failures
+            out.notes += [m for m in p.notes if m not in out.notes]
+            raw["spent"] += p.raw.get("spent", [])
+            raw["broken"] += p.raw.get("broken", [])
+            for b, d in p.raw.get("distance_at", {}).items():
+                raw["distance_at"].setdefault(b, []).extend(d)
+        out.raw = raw
+        out.add_statistics(max_queries)
         return out
 
     def add_norm_curve(self, distance_at: dict[int, torch.Tensor], max_queries: int | None) -> None:

@@ -98,7 +98,7 @@ def evaluate(
     min_distance = torch.full((n,), float("inf"), dtype=torch.float64)
     x_adv = xt.clone()
     summaries = []
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         for attack in attack_list:
             todo = robust.nonzero()[:, 0]
             summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
@@ -143,8 +143,9 @@ def evaluate(
                 summary.notes += [m for m in res.notes if m not in summary.notes]
                 if bar is not None and task is not None:
                     bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
-            summary.add_query_statistics(spent[:done], broken[:done])
-            summary.add_norm_curve({b: torch.cat(d) for b, d in distance_at.items()}, threat.max_queries)
+            summary.raw = {"spent": spent[:done].tolist(), "broken": broken[:done].tolist(),
+                           "distance_at": {str(b): torch.cat(d).tolist() for b, d in distance_at.items()}}
+            summary.add_statistics(threat.max_queries)
             summaries.append(summary)
             if stopped:
                 break
@@ -221,7 +222,7 @@ class _NoBar:
         return None
 
 
-def _progress(enabled: bool) -> Progress | _NoBar:
+def progress_bar(enabled: bool) -> Progress | _NoBar:
     if not enabled:
         return _NoBar()
     return Progress(

@@ -1,0 +1,83 @@
+"""Crash-safe, resumable runs: a real `robustaudit evaluate` killed with SIGKILL mid-run, then resumed, gives the
+results of an uninterrupted run, example by example; a resume with other options is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from robustaudit.cli import app
+from robustaudit.run.store import STORE_NAME
+
+N, SHARD = 120, 10
+
+
+def _command(model: Path, data: Path, out: Path, eps: str = "0.1") -> list[str]:
+    return ["evaluate", "--model", str(model), "--data", str(data), "--eps", eps, "--attacks", "apgd-ce",
+            "--shard-size", str(SHARD), "--out", str(out), "--quiet", "--no-checks"]
+
+
+def _shards_done(out: Path) -> int:
+    path = out / STORE_NAME
+    if not path.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return int(db.execute("SELECT count(*) FROM shards").fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not created yet
+        return 0
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, demo_paths) -> None:
+    model, data = demo_paths
+    d = np.load(data)
+    small = tmp_path / "d.npz"
+    np.savez(small, x=d["x"][:N], y=d["y"][:N])
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "robustaudit", *_command(model, small, crashed)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _shards_done(crashed) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _shards_done(crashed)
+    assert 2 <= done < N // SHARD, f"the kill came at {done} finished shards"
+    assert not (crashed / "results.json").exists()
+    runner = CliRunner()
+    r = runner.invoke(app, _command(model, small, crashed))
+    assert r.exit_code == 0, r.output
+    assert "resuming" in r.output
+    r = runner.invoke(app, _command(model, small, clean))
+    assert r.exit_code == 0, r.output
+    a = json.loads((crashed / "results.json").read_text())
+    b = json.loads((clean / "results.json").read_text())
+    assert [e["index"] for e in a["examples"]] == list(range(N))
+    assert a["examples"] == b["examples"]
+    assert a["robust_accuracy"] == b["robust_accuracy"] and a["robust_accuracy_ci95"] == b["robust_accuracy_ci95"]
+    assert a["attacks"][0]["attacked"] == b["attacks"][0]["attacked"]
+    assert np.array_equal(np.load(crashed / "adversarial.npz")["x_adv"], np.load(clean / "adversarial.npz")["x_adv"])
+
+
+def test_resume_with_other_options_is_refused(tmp_path: Path, demo_paths) -> None:
+    model, data = demo_paths
+    d = np.load(data)
+    small = tmp_path / "d.npz"
+    np.savez(small, x=d["x"][:20], y=d["y"][:20])
+    out = tmp_path / "run"
+    runner = CliRunner()
+    assert runner.invoke(app, _command(model, small, out)).exit_code == 0
+    r = runner.invoke(app, _command(model, small, out, eps="0.2"))
+    assert r.exit_code == 2 and "different configuration" in r.output and "threat" in r.output
+    r = runner.invoke(app, [*_command(model, small, tmp_path / "none"), "--resume"])
+    assert r.exit_code == 2 and "no run to resume" in r.output
