@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -274,6 +275,62 @@ def list_attacks() -> None:
         out.print(f"{name:10s} {a.requires.name.lower():9s} {','.join(sorted(n.value for n in a.norms))}")
     for preset, names in PRESETS.items():
         out.print(f"preset {preset}: {' -> '.join(names)}")
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="output folder of the first run (holding results.json)")],
+    run_b: Annotated[Path, typer.Argument(help="output folder of the second run, on the same examples")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+) -> None:
+    """Compare two runs on the same examples (two models, or two attack sets): the difference in robust accuracy
+    with its exact 95% interval, and McNemar's exact test on the paired per-example outcomes."""
+    from robustaudit.stats import clopper_pearson, mcnemar_exact, paired_difference
+
+    try:
+        a, b = _read_results(run_a), _read_results(run_b)
+        ea, eb = a["examples"], b["examples"]
+        if len(ea) != len(eb) or any(x["label"] != y["label"] for x, y in zip(ea, eb, strict=True)):
+            raise InputError(f"{run_a} and {run_b} are not on the same examples ({len(ea)} and {len(eb)} examples, "
+                             "or different labels): compare runs made on one data file")
+    except InputError as e:
+        _fail(str(e))
+        return
+    n = len(ea)
+    only_a = sum(x["robust"] and not y["robust"] for x, y in zip(ea, eb, strict=True))
+    only_b = sum(y["robust"] and not x["robust"] for x, y in zip(ea, eb, strict=True))
+    d, lo, hi = paired_difference(only_a, only_b, n)
+    ra, rb = sum(x["robust"] for x in ea), sum(y["robust"] for y in eb)
+    result = {
+        "n": n, "robust_accuracy_a": ra / n, "robust_accuracy_a_ci95": list(clopper_pearson(ra, n)),
+        "robust_accuracy_b": rb / n, "robust_accuracy_b_ci95": list(clopper_pearson(rb, n)),
+        "difference": d, "difference_ci95": [lo, hi], "robust_only_in_a": only_a, "robust_only_in_b": only_b,
+        "mcnemar_exact_p": mcnemar_exact(only_a, only_b),
+    }
+    if json_out:
+        out.print_json(data=result)
+        return
+    out.print(f"A {run_a}: robust accuracy {ra / n:.3f} (95% CI {result['robust_accuracy_a_ci95'][0]:.3f}-"
+              f"{result['robust_accuracy_a_ci95'][1]:.3f})", highlight=False)
+    out.print(f"B {run_b}: robust accuracy {rb / n:.3f} (95% CI {result['robust_accuracy_b_ci95'][0]:.3f}-"
+              f"{result['robust_accuracy_b_ci95'][1]:.3f})", highlight=False)
+    out.print(f"A - B = {d:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, exact, conditional on the {only_a + only_b} "
+              f"examples where the runs disagree)", highlight=False)
+    out.print(f"McNemar exact test: p = {result['mcnemar_exact_p']:.4g} ({only_a} robust only in A, {only_b} only "
+              "in B)", highlight=False)
+
+
+def _read_results(run: Path) -> dict[str, Any]:
+    path = run / "results.json" if run.is_dir() else run
+    if not path.is_file():
+        raise InputError(f"{path} does not exist: give the --out folder of a finished evaluate run")
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or "examples" not in data:
+            raise ValueError("no examples")
+        return data
+    except ValueError as e:
+        raise InputError(f"{path} is not a robustaudit results.json ({e})") from None
 
 
 def main() -> None:

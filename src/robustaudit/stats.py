@@ -1,8 +1,8 @@
-"""Exact binomial statistics."""
+"""Exact binomial statistics: Clopper-Pearson intervals, McNemar's exact test, paired differences."""
 
 from __future__ import annotations
 
-from scipy.stats import beta
+from scipy.stats import beta, binom
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -13,3 +13,26 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
     return low, high
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test on the discordant pairs (b: only A holds, c: only B holds): the p-value of
+    b ~ Binomial(b + c, 1/2)."""
+    if b < 0 or c < 0:
+        raise ValueError(f"counts must be >= 0, got b={b}, c={c}")
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2 * binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def paired_difference(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Difference of two paired proportions, (b - c)/n, with an exact interval conditional on the b + c
+    discordant pairs: the Clopper-Pearson interval of b/(b + c), mapped through d = (b + c)/n·(2p − 1)."""
+    if n <= 0 or b + c > n:
+        raise ValueError(f"need b + c <= n and n > 0, got b={b}, c={c}, n={n}")
+    d = (b - c) / n
+    if b + c == 0:
+        return d, 0.0, 0.0
+    lo, hi = clopper_pearson(b, b + c, confidence)
+    scale = (b + c) / n
+    return d, scale * (2 * lo - 1), scale * (2 * hi - 1)
