@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -116,9 +117,15 @@ def evaluate(
                                                  "DIR/store.sqlite")] = 512,
     resume: Annotated[bool, typer.Option(help="continue the run in --out (rerunning into the same folder does so "
                                               "too); refused if its options differ")] = False,
+    backend: Annotated[str, typer.Option(help="local (this process) or ray (shards as tasks on a Ray "
+                                              "cluster)")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://HOST:10001); default: "
+                                                     "a local cluster")] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per CPU of the cluster)")] = None,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
+    from robustaudit.run.backends import RayBackend
     from robustaudit.run.data import load_npz
     from robustaudit.run.runner import prepare
     from robustaudit.run.targets import choose_targets
@@ -138,8 +145,12 @@ def evaluate(
         pool = None if starts is None else load_npz(starts)
         remote = {"token": token, "max_batch": max_batch, "concurrency": concurrency, "rate": rate,
                   "timeout": timeout, "retries": retries}
-        m = load_model(model, access=level, device=device, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-                       output_name=output_name, remote=remote)
+        factory = functools.partial(load_model, model, access=level, device=device, mean=_floats(mean, "--mean"),
+                                    std=_floats(std, "--std"), output_name=output_name, remote=remote)
+        m = factory()
+        if backend not in ("local", "ray"):
+            raise InputError(f"--backend must be local or ray, got {backend!r}")
+        runner = RayBackend(factory, address=address, workers=workers) if backend == "ray" else None
         if attacks is None:
             labels_default = "cgba-h" if threat.targeted else "cgba"
             attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access), labels_default)
@@ -155,7 +166,7 @@ def evaluate(
               "batch_size": batch_size, "access": access, "mean": mean, "std": std, "target": target,
               "starts_sha256": _fingerprint(starts), "surrogate": surrogate, "checks": checks}
     _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, config=config, shard_size=shard_size, resume=resume,
-           seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent)
+           seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent, backend=runner)
 
 
 def _audit(

@@ -13,9 +13,9 @@ import torch
 from robustaudit.attacks.base import Attack
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
-from robustaudit.ops.rng import derive_seed
 from robustaudit.results import AttackSummary, EvalRecord, Flag
-from robustaudit.run.runner import evaluate, prepare, progress_bar
+from robustaudit.run.backends import LocalBackend, RayBackend, ShardJob
+from robustaudit.run.runner import prepare, progress_bar
 from robustaudit.run.store import Store
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
@@ -35,40 +35,47 @@ def evaluate_sharded(
     checks: bool = True,
     target: torch.Tensor | None = None,
     spent: torch.Tensor | None = None,
+    backend: LocalBackend | RayBackend | None = None,
     **options: Any,
 ) -> EvalRecord:
     """`evaluate` over shards of `shard_size` examples; finished shards in `store` are read back, not rerun.
 
-    The result does not depend on where a run was interrupted: shard s always uses seed (seed, s). The
-    diagnostics run on the first shard. A shard that stopped early (a remote model gone) is not committed,
-    so a rerun attacks it again.
+    The result does not depend on where a run was interrupted, nor on the backend: shard s always uses seed
+    (seed, s). The diagnostics run on the first shard. Shards are committed as they finish (in any order on
+    Ray); a shard that stopped early (a remote model gone) is not committed, so a rerun attacks it again.
     """
     if shard_size < 1:
         raise InputError(f"shard size must be >= 1, got {shard_size}")
     xt, yt, attack_list = prepare(model, x, y, threat, attacks)
     n = len(xt)
-    parts: list[EvalRecord] = []
-    done = store.done() if store is not None else set()
+    count = math.ceil(n / shard_size)
+    records = {} if store is None else {s: store.get(s) for s in store.done() if s < count}
+    jobs = []
+    for s in range(count):
+        if s not in records:
+            sl = slice(s * shard_size, min(n, (s + 1) * shard_size))
+            jobs.append(ShardJob(s, xt[sl], yt[sl], threat, attack_list, seed, checks and s == 0,
+                                 None if target is None else target[sl], None if spent is None else spent[sl],
+                                 options))
     with progress_bar(progress) as bar:
         task = bar.add_task("shards", total=n) if bar is not None else None
-        robust = 0
-        for s in range(math.ceil(n / shard_size)):
-            sl = slice(s * shard_size, min(n, (s + 1) * shard_size))
-            if s in done and store is not None:
-                rec = store.get(s)
-            else:
-                rec = evaluate(model, xt[sl], yt[sl], threat, attack_list, seed=derive_seed(seed, "shard", s),
-                               checks=checks and s == 0, target=None if target is None else target[sl],
-                               spent=None if spent is None else spent[sl], **options)
-                if store is not None and rec.complete:
-                    store.put(s, rec)
-            parts.append(rec)
-            robust += sum(e["robust"] for e in rec.examples)
+        for s, rec in (backend or LocalBackend(model)).run(jobs):
+            if store is not None and rec.complete:
+                store.put(s, rec)
+            records[s] = rec
             if bar is not None and task is not None:
-                seen = sl.stop
+                seen = sum(r.n for r in records.values())
+                robust = sum(e["robust"] for r in records.values() for e in r.examples)
                 bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
             if not rec.complete:
                 break
+    parts = []
+    for s in range(count):  # the consecutive shards from the first; a stopped run ends at its stopped shard
+        if s not in records:
+            break
+        parts.append(records[s])
+        if not records[s].complete:
+            break
     return merge(parts, threat, seed)
 
 
