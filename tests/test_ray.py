@@ -12,6 +12,7 @@ import torch
 
 from robustaudit.models.load import load_model
 from robustaudit.run.backends import RayBackend
+from robustaudit.run.data import ArraySource
 from robustaudit.run.sharded import evaluate_sharded
 from robustaudit.run.store import Store
 from robustaudit.threat import ThreatModel
@@ -32,10 +33,10 @@ def test_ray_equals_local(cluster, demo_paths, tmp_path: Path) -> None:
     x, y = torch.from_numpy(d["x"][:48]), torch.from_numpy(d["y"][:48]).long()
     factory = functools.partial(load_model, str(model_path))
     threat = ThreatModel(eps=0.1)
-    local = evaluate_sharded(factory(), x, y, threat, "pgd", seed=3, shard_size=12, checks=False)
+    local = evaluate_sharded(factory(), ArraySource(x, y), threat, "pgd", seed=3, shard_size=12, checks=False)
     store = Store(tmp_path / "store.sqlite")
-    remote = evaluate_sharded(factory(), x, y, threat, "pgd", seed=3, shard_size=12, checks=False, store=store,
-                              backend=RayBackend(factory))
+    remote = evaluate_sharded(factory(), ArraySource(x, y), threat, "pgd", seed=3, shard_size=12, checks=False,
+                              store=store, backend=RayBackend(factory))
     assert store.done() == {0, 1, 2, 3}  # the driver wrote every shard as it arrived
     store.close()
     strip = ("linf", "l2")  # worker threads may round the last float bits differently

@@ -21,6 +21,7 @@ from robustaudit.attacks.registry import resolve
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
+from robustaudit.run.data import Source
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm
 
@@ -79,7 +80,8 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 def evaluate(
     model: Annotated[str, typer.Option(help="model.pt (TorchScript), model.pt2 (torch.export), model.onnx, "
                                             "package.module:callable or file.py:callable")],
-    data: Annotated[Path, typer.Option(help=".npz with x (float32) and y (int labels)")],
+    data: Annotated[Path, typer.Option(help=".npz with x (float32) and y (int labels); a folder with one "
+                                            "sub-folder of images per class; or Parquet (file or folder)")],
     eps: Annotated[float, typer.Option(help="perturbation budget in input units")],
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")],
     norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
@@ -113,6 +115,13 @@ def evaluate(
                                                     "likely class, one score query each) or 'random' (seeded)")] = None,
     starts: Annotated[Path | None, typer.Option(help=".npz (x, y) of starting points for decision-based attacks, "
                                                      "e.g. images of the target classes")] = None,
+    size: Annotated[str | None, typer.Option(help="image folder / Parquet: resize images to HxW, e.g. 32x32")] = None,
+    channels: Annotated[int, typer.Option(help="image folder / Parquet: 3 (RGB) or 1 (grayscale)")] = 3,
+    crop: Annotated[bool, typer.Option(help="image folder / Parquet: centre-crop to the aspect of --size "
+                                            "first")] = False,
+    image_column: Annotated[str, typer.Option(help="Parquet: the column of encoded image bytes")] = "image",
+    label_column: Annotated[str, typer.Option(help="Parquet: the label column (absent: the model's clean "
+                                                   "predictions are the labels)")] = "label",
     shard_size: Annotated[int, typer.Option(help="examples per shard: each finished shard is committed to "
                                                  "DIR/store.sqlite")] = 512,
     resume: Annotated[bool, typer.Option(help="continue the run in --out (rerunning into the same folder does so "
@@ -126,9 +135,10 @@ def evaluate(
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
     from robustaudit.run.backends import RayBackend
-    from robustaudit.run.data import load_npz
-    from robustaudit.run.runner import prepare
+    from robustaudit.run.data import ArraySource, load_npz, open_source
+    from robustaudit.run.runner import check_attacks
     from robustaudit.run.targets import choose_targets
+    from robustaudit.validate import check_inputs
 
     try:
         lo_hi = [float(v) for v in bounds.split(",")]
@@ -141,7 +151,8 @@ def evaluate(
                 raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
         threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget,
                              targeted=target is not None)
-        x, y = load_npz(data)
+        source = open_source(data, size=_size(size), channels=channels, crop=crop, image_column=image_column,
+                             label_column=label_column)
         pool = None if starts is None else load_npz(starts)
         remote = {"token": token, "max_batch": max_batch, "concurrency": concurrency, "rate": rate,
                   "timeout": timeout, "retries": retries}
@@ -154,23 +165,31 @@ def evaluate(
         if attacks is None:
             labels_default = "cgba-h" if threat.targeted else "cgba"
             attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access), labels_default)
-        attack_list = _with_surrogate(resolve(attacks), surrogate, device)
-        prepare(m, x, y, threat, attack_list)
-        targets, spent = (None, None) if target is None else choose_targets(target, m, x, y, seed=seed,
-                                                                             batch_size=batch_size)
+        attack_list = check_attacks(m, threat, _with_surrogate(resolve(attacks), surrogate, device))
+        x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything runs
+        check_inputs(x0, torch.zeros(len(x0), dtype=torch.long) if y0 is None else y0, threat.bounds)
+        targets, spent = None, None
+        if target is not None:
+            labelled = isinstance(source, ArraySource) and source.y is not None
+            if target in ("second", "random") and not labelled:
+                raise InputError(f"--target-class {target} needs labelled .npz data; give a class index")
+            xs, ys = (source.x, source.y) if isinstance(source, ArraySource) and source.y is not None else \
+                (x0[:0], torch.zeros(len(source), dtype=torch.long))
+            targets, spent = choose_targets(target, m, xs, ys, seed=seed, batch_size=batch_size)
     except InputError as e:
         _fail(str(e))
         return
     config = {"model": model, "model_sha256": _fingerprint(model), "data_sha256": _fingerprint(data),
+              "data_options": [size, channels, crop, image_column, label_column],
               "threat": threat.to_json(), "attacks": [repr(a) for a in attack_list], "seed": seed,
               "batch_size": batch_size, "access": access, "mean": mean, "std": std, "target": target,
               "starts_sha256": _fingerprint(starts), "surrogate": surrogate, "checks": checks}
-    _audit(m, x, y, threat, attack_list, out_dir, quiet=quiet, config=config, shard_size=shard_size, resume=resume,
+    _audit(m, source, threat, attack_list, out_dir, quiet=quiet, config=config, shard_size=shard_size, resume=resume,
            seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent, backend=runner)
 
 
 def _audit(
-    model: LabelModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, attacks: str | list[Attack],
+    model: LabelModel, source: Source, threat: ThreatModel, attacks: str | list[Attack],
     out_dir: Path, *, quiet: bool, config: dict[str, Any], shard_size: int = 512, resume: bool = False,
     **options: Any,
 ) -> None:
@@ -190,7 +209,7 @@ def _audit(
         store.bind({**config, "shard_size": shard_size})
         if done := len(store.done()):
             err.print(f"resuming the run in {out_dir}: {done} finished shard(s) are read back", highlight=False)
-        record = evaluate_sharded(model, x, y, threat, attacks, shard_size=shard_size, store=store,
+        record = evaluate_sharded(model, source, threat, attacks, shard_size=shard_size, store=store,
                                   progress=not quiet and sys.stderr.isatty(), **options)
     except InputError as e:
         empty = not store.done()
@@ -210,13 +229,30 @@ def _audit(
         raise typer.Exit(code=1)
 
 
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"--size must be HxW, e.g. 224x224, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise InputError(f"--size must be positive, got {text!r}")
+    return h, w
+
+
 def _fingerprint(path: str | Path | None) -> str | None:
-    """sha256 of a file (the identity of a model or data set in the run's configuration), else None."""
-    if path is None or not Path(path).is_file():
+    """sha256 of a file (the identity of a model or data set in the run's configuration); for a folder, of its
+    files' names and sizes; else None."""
+    if path is None or not Path(path).exists():
         return None
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+    if Path(path).is_dir():
+        for entry in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+            h.update(f"{entry.relative_to(path)}:{entry.stat().st_size}\n".encode())
+        return h.hexdigest()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -231,7 +267,7 @@ def demo(
     """Train (once, cached) a small CNN on real handwritten digits, audit it and write a report folder."""
     from robustaudit.demo import demo_files
     from robustaudit.models.load import load_model
-    from robustaudit.run.data import load_npz
+    from robustaudit.run.data import ArraySource, load_npz
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     model_path, data_path = demo_files()
@@ -240,7 +276,8 @@ def demo(
     threat = ThreatModel(norm=Norm.LINF, eps=eps)
     config = {"model": "demo", "model_sha256": _fingerprint(model_path), "data_sha256": _fingerprint(data_path),
               "threat": threat.to_json(), "attacks": attacks}
-    _audit(load_model(str(model_path)), x, y, threat, attacks, out_dir, quiet=quiet, config=config)
+    _audit(load_model(str(model_path)), ArraySource(x, y, {"source": "npz"}), threat, attacks, out_dir, quiet=quiet,
+           config=config)
 
 
 @app.command()

@@ -148,6 +148,7 @@ class EvalRecord:
     seconds: float
     model: str = "model"
     stopped: str | None = None  # why the audit stopped before every attack ran on every example
+    data: dict[str, Any] = field(default_factory=dict)  # where the examples came from (source, class names...)
 
     @property
     def complete(self) -> bool:
@@ -164,6 +165,7 @@ class EvalRecord:
             "threat": self.threat,
             "seed": self.seed,
             "seconds": self.seconds,
+            "data": self.data,
             "attacks": [a.to_json() for a in self.attacks],
             "flags": [f.to_json() for f in self.flags],
             "examples": self.examples,

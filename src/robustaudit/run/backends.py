@@ -3,7 +3,7 @@ worker loads the model once; results stream back to the driver, which alone writ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ class LocalBackend:
     def __init__(self, model: LabelModel) -> None:
         self.model = model
 
-    def run(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[int, EvalRecord]]:
+    def run(self, jobs: Iterable[ShardJob]) -> Iterator[tuple[int, EvalRecord]]:
         for job in jobs:
             yield job.shard, job.run(self.model)
 
@@ -64,20 +64,23 @@ class RayBackend:
         self._ray = ray
         self.model_factory, self.address, self.workers = model_factory, address, workers
 
-    def run(self, jobs: Sequence[ShardJob]) -> Iterator[tuple[int, EvalRecord]]:
+    def run(self, jobs: Iterable[ShardJob]) -> Iterator[tuple[int, EvalRecord]]:
+        """Shards are read from `jobs` only when a worker is free, so the data streams through the driver."""
         ray = self._ray
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, include_dashboard=False)
         n = self.workers or max(1, int(ray.available_resources().get("CPU", 1)))
         worker = ray.remote(num_cpus=1)(_Worker)
-        actors = [worker.remote(self.model_factory) for _ in range(min(n, max(1, len(jobs))))]
+        actors = [worker.remote(self.model_factory) for _ in range(n)]
         pending: dict[Any, tuple[ShardJob, Any]] = {}  # result ref -> (job, the actor running it)
-        queue, free = list(jobs), list(actors)
+        queue, free = iter(jobs), list(actors)
         try:
-            while queue or pending:
-                while queue and free:
-                    actor, job = free.pop(), queue.pop(0)
+            while True:
+                while free and (job := next(queue, None)) is not None:
+                    actor = free.pop()
                     pending[actor.run.remote(job)] = (job, actor)
+                if not pending:
+                    return
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 job, actor = pending.pop(ready[0])
                 free.append(actor)

@@ -35,6 +35,11 @@ def prepare(
     """Validate everything an evaluation needs before any attack runs (the CLI writes nothing otherwise)."""
     xt, yt = _as_tensor(x), _as_tensor(y)
     check_inputs(xt, yt, threat.bounds)
+    return xt, yt.long(), check_attacks(model, threat, attacks)
+
+
+def check_attacks(model: LabelModel, threat: ThreatModel, attacks: str | Sequence[Attack]) -> list[Attack]:
+    """The attacks by name or as given, each checked against the model's access level and the threat's norm."""
     attack_list = resolve(attacks) if isinstance(attacks, str) else list(attacks)
     for a in attack_list:
         if Access(model.access) < a.requires:
@@ -42,7 +47,7 @@ def prepare(
                               f"{Access(model.access).name.lower()}")
         if threat.norm not in a.norms:
             raise InputError(f"attack {a.name!r} does not support the {threat.norm.value} norm")
-    return xt, yt.long(), attack_list
+    return attack_list
 
 
 def evaluate(

@@ -4,10 +4,9 @@ seed and the shard index) and committed to the store as it finishes; the run's r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
 from robustaudit.attacks.base import Attack
@@ -15,7 +14,8 @@ from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import AttackSummary, EvalRecord, Flag
 from robustaudit.run.backends import LocalBackend, RayBackend, ShardJob
-from robustaudit.run.runner import prepare, progress_bar
+from robustaudit.run.data import Source
+from robustaudit.run.runner import check_attacks, progress_bar
 from robustaudit.run.store import Store
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
@@ -23,8 +23,7 @@ from robustaudit.threat import ThreatModel
 
 def evaluate_sharded(
     model: LabelModel,
-    x: torch.Tensor | np.ndarray,
-    y: torch.Tensor | np.ndarray,
+    data: Source,
     threat: ThreatModel,
     attacks: str | Sequence[Attack] = "fast",
     *,
@@ -38,28 +37,42 @@ def evaluate_sharded(
     backend: LocalBackend | RayBackend | None = None,
     **options: Any,
 ) -> EvalRecord:
-    """`evaluate` over shards of `shard_size` examples; finished shards in `store` are read back, not rerun.
+    """`evaluate` over shards of `shard_size` examples read from `data` one shard at a time; finished shards in
+    `store` are read back, not rerun.
 
     The result does not depend on where a run was interrupted, nor on the backend: shard s always uses seed
     (seed, s). The diagnostics run on the first shard. Shards are committed as they finish (in any order on
     Ray); a shard that stopped early (a remote model gone) is not committed, so a rerun attacks it again.
+    Unlabeled data is labelled with the model's clean predictions (one query per example, counted).
     """
     if shard_size < 1:
         raise InputError(f"shard size must be >= 1, got {shard_size}")
-    xt, yt, attack_list = prepare(model, x, y, threat, attacks)
-    n = len(xt)
+    attack_list = check_attacks(model, threat, attacks)
+    n = len(data)
+    if n == 0:
+        raise InputError("the data holds no examples")
     count = math.ceil(n / shard_size)
     records = {} if store is None else {s: store.get(s) for s in store.done() if s < count}
-    jobs = []
-    for s in range(count):
-        if s not in records:
-            sl = slice(s * shard_size, min(n, (s + 1) * shard_size))
-            jobs.append(ShardJob(s, xt[sl], yt[sl], threat, attack_list, seed, checks and s == 0,
-                                 None if target is None else target[sl], None if spent is None else spent[sl],
-                                 options))
+    unlabeled = False
+
+    def jobs() -> Iterator[ShardJob]:
+        nonlocal unlabeled
+        for s in range(count):
+            if s in records:
+                continue
+            a, b = s * shard_size, min(n, (s + 1) * shard_size)
+            xs, ys = data.read(a, b)
+            extra = None if spent is None else spent[a:b].clone()
+            if ys is None:  # the million-scale protocol: the model's own clean predictions are the labels
+                unlabeled = True
+                ys = model.predict_labels(xs.to(model.device)).cpu()
+                extra = (torch.zeros(b - a, dtype=torch.long) if extra is None else extra) + 1
+            yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
+                           None if target is None else target[a:b], extra, options)
+
     with progress_bar(progress) as bar:
         task = bar.add_task("shards", total=n) if bar is not None else None
-        for s, rec in (backend or LocalBackend(model)).run(jobs):
+        for s, rec in (backend or LocalBackend(model)).run(jobs()):
             if store is not None and rec.complete:
                 store.put(s, rec)
             records[s] = rec
@@ -76,7 +89,11 @@ def evaluate_sharded(
         parts.append(records[s])
         if not records[s].complete:
             break
-    return merge(parts, threat, seed)
+    record = merge(parts, threat, seed)
+    record.data = dict(data.info)
+    if unlabeled or any(f.code == "unlabeled" for f in record.flags):
+        record.data["labels"] = "clean predictions of the model"
+    return record
 
 
 def merge(parts: list[EvalRecord], threat: ThreatModel, seed: int) -> EvalRecord:
