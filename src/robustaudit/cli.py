@@ -326,6 +326,55 @@ def list_attacks() -> None:
 
 
 @app.command()
+def curve(
+    model: Annotated[str, typer.Option(help="any model --model accepts in evaluate")],
+    data: Annotated[Path, typer.Option(help="any data --data accepts in evaluate (read whole)")],
+    eps: Annotated[str, typer.Option(help="comma-separated radii, e.g. 0.02,0.05,0.1,0.2")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder: curve.json and curve.png")],
+    norm: Annotated[str, typer.Option(help="linf or l2")] = "linf",
+    attacks: Annotated[str, typer.Option(help="preset or NAME[,NAME...]")] = "fast",
+    seed: Annotated[int, typer.Option(help="seed of every random draw")] = 0,
+    batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
+    bounds: Annotated[str, typer.Option(help="valid input range LOW,HIGH")] = "0,1",
+    channels: Annotated[int, typer.Option(help="image folder / Parquet: 3 (RGB) or 1 (grayscale)")] = 3,
+    size: Annotated[str | None, typer.Option(help="image folder / Parquet: resize to HxW")] = None,
+) -> None:
+    """Robust accuracy versus eps in one run (each eps attacks only the examples still robust at the smaller eps),
+    with exact 95% intervals, written to curve.json and plotted in curve.png."""
+    from robustaudit.models.load import load_model
+    from robustaudit.run.curve import plot_curve, robustness_curve
+    from robustaudit.run.data import open_source
+
+    try:
+        levels = _floats(eps, "--eps") or []
+        lo_hi = _floats(bounds, "--bounds") or []
+        if len(lo_hi) != 2:
+            raise InputError(f"--bounds must be LOW,HIGH, got {bounds!r}")
+        threat = ThreatModel(norm=Norm.parse(norm), eps=max(levels, default=1.0), bounds=Bounds(lo_hi[0], lo_hi[1]))
+        source = open_source(data, size=_size(size), channels=channels)
+        x, y = source.read(0, len(source))
+        if y is None:
+            raise InputError("curve needs labelled data")
+        m = load_model(model)
+        rows = robustness_curve(m, x, y, threat, levels, attacks, seed=seed, batch_size=batch_size)
+    except InputError as e:
+        _fail(str(e))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "curve.json").write_text(json.dumps({"threat": threat.to_json() | {"eps": levels}, "model": model,
+                                                    "n": len(x), "curve": rows}, indent=2))
+    plot_curve(rows, out_dir / "curve.png", title=f"{Path(model).name}, {norm}")
+    table = Table(title=f"robust accuracy vs eps ({norm}, {len(x)} examples)")
+    for col in ("eps", "robust accuracy", "95% CI", "attacked"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        lo, hi = r["robust_accuracy_ci95"]
+        table.add_row(f"{r['eps']:g}", f"{r['robust_accuracy']:.3f}", f"{lo:.3f}-{hi:.3f}", str(r["attacked"]))
+    out.print(table)
+    out.print(f"written to {out_dir}/ (curve.json, curve.png)", highlight=False)
+
+
+@app.command()
 def compare(
     run_a: Annotated[Path, typer.Argument(help="output folder of the first run (holding results.json)")],
     run_b: Annotated[Path, typer.Argument(help="output folder of the second run, on the same examples")],
