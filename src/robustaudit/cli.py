@@ -50,7 +50,8 @@ def _show(record: EvalRecord, where: Path) -> None:
             out.print(f"note: {note}", highlight=False)
     for f in record.flags:
         out.print(f"[yellow]flag {f.code}:[/] {f.message}", highlight=False)
-    files = "results.json, adversarial.npz, summary.md" + (", curves.json" if (where / "curves.json").is_file() else "")
+    files = "report.html, results.json, adversarial.npz, summary.md" + (
+        ", curves.json" if (where / "curves.json").is_file() else "")
     out.print(f"results written to {where}/ ({files})", highlight=False)
 
 
@@ -222,7 +223,10 @@ def _audit(
         _fail(str(e))
         return
     store.close()
-    _show(record, write_run(record, out_dir))
+    record.model_sha256 = config.get("model_sha256")
+    first = [e["index"] for e in record.examples if e["broken_by"]][:GALLERY]
+    clean = torch.cat([source.read(i, i + 1)[0] for i in first]) if first else torch.zeros(0)
+    _show(record, write_run(record, out_dir, gallery=(first, clean)))
     if not record.complete:
         err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done; rerun the same "
                   "command to resume", highlight=False)
@@ -239,6 +243,9 @@ def _size(text: str | None) -> tuple[int, int] | None:
     if h < 1 or w < 1:
         raise InputError(f"--size must be positive, got {text!r}")
     return h, w
+
+
+GALLERY = 8  # broken examples shown in the report
 
 
 def _fingerprint(path: str | Path | None) -> str | None:
@@ -372,6 +379,17 @@ def curve(
         table.add_row(f"{r['eps']:g}", f"{r['robust_accuracy']:.3f}", f"{lo:.3f}-{hi:.3f}", str(r["attacked"]))
     out.print(table)
     out.print(f"written to {out_dir}/ (curve.json, curve.png)", highlight=False)
+
+
+@app.command()
+def report(run: Annotated[Path, typer.Argument(help="output folder of an evaluate run")]) -> None:
+    """Regenerate DIR/report.html from the run's files (results.json, gallery.npz, curve.json)."""
+    from robustaudit.report.html import write_report
+
+    try:
+        out.print(f"written {write_report(run)}", highlight=False)
+    except InputError as e:
+        _fail(str(e))
 
 
 @app.command()

@@ -149,6 +149,7 @@ class EvalRecord:
     model: str = "model"
     stopped: str | None = None  # why the audit stopped before every attack ran on every example
     data: dict[str, Any] = field(default_factory=dict)  # where the examples came from (source, class names...)
+    model_sha256: str | None = None  # the model file's identity, when it is a file
 
     @property
     def complete(self) -> bool:
@@ -157,6 +158,7 @@ class EvalRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "model_sha256": self.model_sha256,
             "complete": self.complete,
             "n": self.n,
             "clean_accuracy": self.clean_accuracy,

@@ -7,16 +7,26 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from robustaudit.report.html import write_report
 from robustaudit.results import EvalRecord
 
 
-def write_run(record: EvalRecord, out: str | Path) -> Path:
-    """Write results.json, adversarial.npz and summary.md into `out` (created if needed), and curves.json when a
-    minimum-norm attack ran: per attack, the median smallest perturbation found within each query budget."""
+def write_run(record: EvalRecord, out: str | Path, gallery: tuple[list[int], torch.Tensor] | None = None) -> Path:
+    """Write results.json, adversarial.npz, summary.md and report.html into `out` (created if needed); curves.json
+    when a minimum-norm attack ran (per attack, the median smallest perturbation found within each query budget);
+    gallery.npz with the clean and adversarial images of `gallery` = (example indices, clean inputs)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     names = ["adversarial.npz", "summary.md", "results.json"]
+    if gallery is not None and gallery[1].dim() == 4 and len(gallery[0]):
+        idx, clean = gallery
+        with open(d / "gallery.npz.tmp", "wb") as f:
+            np.savez_compressed(f, index=np.array(idx), clean=clean.numpy(), adv=record.x_adv[idx].numpy())
+        names.insert(0, "gallery.npz")
+    else:
+        (d / "gallery.npz").unlink(missing_ok=True)
     curves = {a.name: a.to_json()["norm_curve"] for a in record.attacks if a.norm_curve}
     if curves:
         (d / "curves.json.tmp").write_text(json.dumps(curves, indent=2))
@@ -30,6 +40,7 @@ def write_run(record: EvalRecord, out: str | Path) -> Path:
     (d / "summary.md.tmp").write_text(summary_markdown(record))
     for name in names:
         os.replace(d / f"{name}.tmp", d / name)
+    write_report(d)
     return d
 
 
