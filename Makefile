@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/peers.py --ours-only
 	$(BIN)/python benchmarks/blackbox.py --ours-only
 	$(BIN)/python benchmarks/decision.py --ours-only
+	$(BIN)/python benchmarks/scale.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers
