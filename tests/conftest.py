@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,14 @@ def demo_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     from robustaudit.demo import demo_files
 
     cache = os.environ.get("ROBUSTAUDIT_TEST_CACHE")
-    d = tmp_path_factory.mktemp("demo") if cache is None else __import__("pathlib").Path(cache)
+    d = tmp_path_factory.mktemp("demo") if cache is None else Path(cache)
     m, data = demo_files(d)
     return str(m), str(data)
+
+
+def demo_subset(demo_paths: tuple[str, str], folder: Path, n: int) -> Path:
+    """The first n examples of the demo test set as their own .npz in `folder`."""
+    d = np.load(demo_paths[1])
+    path = folder / f"demo{n}.npz"
+    np.savez(path, x=d["x"][:n], y=d["y"][:n])
+    return path

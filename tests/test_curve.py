@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
+from conftest import demo_subset
 from PIL import Image
 from test_linear_oracle import make_problem, minimal_distance
 from typer.testing import CliRunner
@@ -35,10 +35,8 @@ def test_curve_matches_the_closed_form() -> None:
 
 
 def test_curve_cli(tmp_path: Path, demo_paths) -> None:
-    model, data = demo_paths
-    d = np.load(data)
-    small = tmp_path / "d.npz"
-    np.savez(small, x=d["x"][:20], y=d["y"][:20])
+    model, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, 20)
     out = tmp_path / "curve"
     r = CliRunner().invoke(app, ["curve", "--model", str(model), "--data", str(small), "--eps", "0.1,0.02,0.05",
                                  "--attacks", "pgd", "--out", str(out)])

@@ -6,11 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import Counting, linear_model
+from conftest import Counting, demo_subset, linear_model
 from typer.testing import CliRunner
 
 from robustaudit.attacks.registry import get
@@ -111,10 +110,8 @@ def test_targeted_attack_reaches_the_target_from_given_starts(digits8, trained_c
 
 
 def test_cli_writes_curves(tmp_path, demo_paths) -> None:
-    model_path, data_path = demo_paths
-    d = np.load(data_path)
-    small = tmp_path / "d.npz"
-    np.savez(small, x=d["x"][:6], y=d["y"][:6])
+    model_path, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, 6)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["evaluate", "--model", str(model_path), "--access", "labels", "--norm", "l2",
                                  "--eps", "1.5", "--budget", "300", "--data", str(small), "--out", str(out),

@@ -10,8 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import demo_subset
 from typer.testing import CliRunner
 
 from robustaudit.cli import app
@@ -41,10 +41,8 @@ def _dom(browser: str, page: Path) -> str:
 
 
 def test_report_renders_in_chromium(tmp_path: Path, demo_paths) -> None:
-    model, data = demo_paths
-    d = np.load(data)
-    small = tmp_path / "d.npz"
-    np.savez(small, x=d["x"][:20], y=d["y"][:20])
+    model, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, 20)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["evaluate", "--model", str(model), "--data", str(small), "--eps", "0.1",
                                  "--attacks", "pgd", "--out", str(out), "--quiet"])

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import demo_subset
 from typer.testing import CliRunner
 
 from robustaudit.cli import app
@@ -38,10 +39,8 @@ def _shards_done(out: Path) -> int:
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, demo_paths) -> None:
-    model, data = demo_paths
-    d = np.load(data)
-    small = tmp_path / "d.npz"
-    np.savez(small, x=d["x"][:N], y=d["y"][:N])
+    model, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, N)
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "robustaudit", *_command(model, small, crashed)], env=env,
@@ -70,10 +69,8 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, demo_pat
 
 
 def test_resume_with_other_options_is_refused(tmp_path: Path, demo_paths) -> None:
-    model, data = demo_paths
-    d = np.load(data)
-    small = tmp_path / "d.npz"
-    np.savez(small, x=d["x"][:20], y=d["y"][:20])
+    model, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, 20)
     out = tmp_path / "run"
     runner = CliRunner()
     assert runner.invoke(app, _command(model, small, out)).exit_code == 0
