@@ -26,10 +26,12 @@ def dct2(t: torch.Tensor) -> torch.Tensor:
     return ch @ t @ cw.T
 
 
-def idct2(t: torch.Tensor) -> torch.Tensor:
-    """Inverse of `dct2`."""
-    ch, cw = dct_matrix(t.shape[-2], device=t.device, dtype=t.dtype), dct_matrix(t.shape[-1], device=t.device,
-                                                                               dtype=t.dtype)
+def idct2(t: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Inverse of `dct2`. With `size` = (H, W), t holds only the top-left (lowest-frequency) block of an H×W
+    coefficient array whose other coefficients are zero: the result is H×W, without building the zeros."""
+    h, w = size if size is not None else (t.shape[-2], t.shape[-1])
+    ch = dct_matrix(h, device=t.device, dtype=t.dtype)[: t.shape[-2]]
+    cw = dct_matrix(w, device=t.device, dtype=t.dtype)[: t.shape[-1]]
     return ch.T @ t @ cw
 
 

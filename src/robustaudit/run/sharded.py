@@ -70,15 +70,17 @@ def evaluate_sharded(
             yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
                            None if target is None else target[a:b], extra, options)
 
+    seen = sum(r.n for r in records.values())  # running totals for the bar, counted once per shard
+    robust = sum(e["robust"] for r in records.values() for e in r.examples)
     with progress_bar(progress) as bar:
-        task = bar.add_task("shards", total=n) if bar is not None else None
+        task = bar.add_task("shards", total=n, completed=seen) if bar is not None else None
         for s, rec in (backend or LocalBackend(model)).run(jobs()):
             if store is not None and rec.complete:
                 store.put(s, rec)
             records[s] = rec
+            seen += rec.n
+            robust += sum(e["robust"] for e in rec.examples)
             if bar is not None and task is not None:
-                seen = sum(r.n for r in records.values())
-                robust = sum(e["robust"] for r in records.values() for e in r.examples)
                 bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
             if not rec.complete:
                 break

@@ -30,14 +30,17 @@ class Decision:
     def __call__(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         b = self.ctx.threat.bounds
         points = points.clamp(b.low, b.high)
-        adv = self.test(points, idx)
+        adv = self._query(points, idx)
         self.track.update(points[adv], idx[adv], self.ctx.oracle.queries[idx[adv].cpu()])
         return adv
 
     def test(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """φ without the tracker: one counted label query per point (clipped to the bounds)."""
         b = self.ctx.threat.bounds
-        labels = self.ctx.oracle.labels(points.clamp(b.low, b.high), idx)
+        return self._query(points.clamp(b.low, b.high), idx)
+
+    def _query(self, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        labels = self.ctx.oracle.labels(points, idx)
         t = None if self.ctx.target is None else self.ctx.target[idx]
         return self.ctx.threat.success_of_labels(labels, self.y[idx], t)
 

@@ -137,9 +137,8 @@ class CGBA(DecisionAttack):
 
         def draw(rows: torch.Tensor, chunk: int, key: int) -> torch.Tensor:
             like = torch.empty(len(rows), chunk, c, bh, bw, device=x.device, dtype=x.dtype)
-            z = torch.zeros(len(rows), chunk, c, h, w, device=x.device, dtype=x.dtype)
-            z[..., :bh, :bw] = ctx.noise("normal", like, idx[rows], self.name, it, key)
-            return idct2(z).reshape(len(rows), chunk, *x.shape[1:])
+            z = ctx.noise("normal", like, idx[rows], self.name, it, key)  # the low-frequency block only
+            return idct2(z, size=(h, w)).reshape(len(rows), chunk, *x.shape[1:])
 
         return draw
 
