@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/blackbox.py --ours-only
 	$(BIN)/python benchmarks/decision.py --ours-only
 	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/scaling.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers

@@ -22,10 +22,12 @@ from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
 from robustaudit.run.data import Source
+from robustaudit.scaling.commands import app as scaling_app
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
+app.add_typer(scaling_app, name="scaling")
 err = Console(stderr=True)
 out = Console()
 
