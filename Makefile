@@ -30,6 +30,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/decision.py --ours-only
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/transfer.py
+	$(BIN)/python benchmarks/topk.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers

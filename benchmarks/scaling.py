@@ -18,6 +18,7 @@ then the runtime per 512x512 image of each detector.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 
@@ -72,6 +73,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=160, help="benign images per half (and attack images)")
     ap.add_argument("--percentile", type=float, default=99.5)
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     half = len(bundled_photos()) // 2
     calib = benign_images(args.n, seed=0, photos=list(range(0, 2 * half, 2)))
     test = benign_images(args.n, seed=1, photos=list(range(1, 2 * half, 2)))
@@ -92,6 +94,10 @@ def main() -> None:
               f"{np.median([r.source_psnr for r in rs]):.1f} dB median  PSNR(scale(A), target) "
               f"{np.median([r.target_psnr for r in rs]):.1f} dB median")
 
+    failed = sum(not r.success for _, r in crafted)
+    crafted = [(s, r) for s, r in crafted if r.success]
+    print(f"detection is measured on the {len(crafted)} successful attack images ({failed} failed ones left out: "
+          "their downscale missed the target or they no longer look like the source)")
     white = {s.name: calibrate(calib, SIZE, [s], percentile=args.percentile) for s in ATTACKED}
     table("white-box (detector knows the scaler)", white,
           {s.name: [scores(b, SIZE, [s]) for b in test] for s in ATTACKED},

@@ -65,19 +65,23 @@ def digits8() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.from_numpy(d.target.astype(np.int64))
 
 
-@pytest.fixture(scope="session")
-def trained_cnn(digits8: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
-    """small_cnn trained for a few epochs on the first 1,200 digits (seconds)."""
-    x, y = digits8
-    model = small_cnn()
+def train_small_cnn(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> nn.Module:
+    """small_cnn (initialised and shuffled with `seed`) trained for a few epochs on the first 1,200 digits."""
+    model = small_cnn(seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     for _ in range(6):
         for idx in torch.randperm(1200, generator=g).split(64):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(digits8: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """small_cnn trained for a few epochs on the first 1,200 digits (seconds)."""
+    return train_small_cnn(*digits8)
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,21 @@ from rich.table import Table
 
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
+from robustaudit.attacks.topk import commands as topk_commands
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
 from robustaudit.run.data import Source
 from robustaudit.scaling.commands import app as scaling_app
 from robustaudit.threat import ThreatModel
+from robustaudit.transfer import commands as transfer_commands
 from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
 app.add_typer(scaling_app, name="scaling")
+app.command("transfer")(transfer_commands.transfer)
+app.command("online")(transfer_commands.online)
+app.command("topk")(topk_commands.topk)
 err = Console(stderr=True)
 out = Console()
 
@@ -134,6 +139,14 @@ def evaluate(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (e.g. auto, ray://HOST:10001); default: "
                                                      "a local cluster")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per CPU of the cluster)")] = None,
+    interpreter: Annotated[str | None, typer.Option(help="gradient | gradxinput | ig | gradcam | cam: add, per "
+                                                         "broken example, how similar the interpreter's map of the "
+                                                         "adversarial input is to the clean one (PyTorch models)")]
+    = None,
+    layer: Annotated[str | None, typer.Option(help="the interpreter's layer (gradcam, cam; default: the last "
+                                                   "Conv2d)")] = None,
+    map_weight: Annotated[float, typer.Option(help="genetic attack at --access scores: weight of the map-similarity "
+                                                   "term in its fitness (needs --interpreter)")] = 0.0,
 ) -> None:
     """Attack MODEL on DATA under a threat model and write results.json and adversarial.npz to --out."""
     from robustaudit.models.load import load_model
@@ -162,13 +175,17 @@ def evaluate(
         factory = functools.partial(load_model, model, access=level, device=device, mean=_floats(mean, "--mean"),
                                     std=_floats(std, "--std"), output_name=output_name, remote=remote)
         m = factory()
+        system = _interpretable(m, interpreter, layer, map_weight, access)
+        if system is not None:
+            m = system
         if backend not in ("local", "ray"):
             raise InputError(f"--backend must be local or ray, got {backend!r}")
         runner = RayBackend(factory, address=address, workers=workers) if backend == "ray" else None
         if attacks is None:
             labels_default = "cgba-h" if threat.targeted else "cgba"
             attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access), labels_default)
-        attack_list = check_attacks(m, threat, _with_surrogate(resolve(attacks), surrogate, device))
+        attack_list = check_attacks(m, threat, _with_map_weight(
+            _with_surrogate(resolve(attacks), surrogate, device), map_weight))
         x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything runs
         check_inputs(x0, torch.zeros(len(x0), dtype=torch.long) if y0 is None else y0, threat.bounds)
         targets, spent = None, None
@@ -186,15 +203,77 @@ def evaluate(
               "data_options": [size, channels, crop, image_column, label_column],
               "threat": threat.to_json(), "attacks": [repr(a) for a in attack_list], "seed": seed,
               "batch_size": batch_size, "access": access, "mean": mean, "std": std, "target": target,
-              "starts_sha256": _fingerprint(starts), "surrogate": surrogate, "checks": checks}
+              "starts_sha256": _fingerprint(starts), "surrogate": surrogate, "checks": checks,
+              "interpreter": interpreter, "layer": layer, "map_weight": map_weight}
     _audit(m, source, threat, attack_list, out_dir, quiet=quiet, config=config, shard_size=shard_size, resume=resume,
-           seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent, backend=runner)
+           seed=seed, batch_size=batch_size, checks=checks, target=targets, starts=pool, spent=spent, backend=runner,
+           interpretation=None if interpreter is None else (factory, interpreter, layer))
+
+
+def _interpretable(model: LabelModel, interpreter: str | None, layer: str | None, map_weight: float,
+                   access: str | None) -> LabelModel | None:
+    """The model as an interpretable system (scores + maps per query) when the genetic attack's map term is on."""
+    from robustaudit.interpret.maps import INTERPRETERS
+    from robustaudit.interpret.system import InterpretableSystem
+    from robustaudit.models.torch import TorchModel
+
+    if interpreter is None:
+        if map_weight:
+            raise InputError("--map-weight needs --interpreter (the map the deployment shows)")
+        if layer is not None:
+            raise InputError("--layer is the interpreter's layer: give --interpreter too")
+        return None
+    if interpreter not in INTERPRETERS:
+        raise InputError(f"--interpreter must be one of {', '.join(INTERPRETERS)}, got {interpreter!r}")
+    if not isinstance(model, TorchModel):
+        raise InputError("--interpreter needs a local PyTorch model (the interpreters back-propagate through it)")
+    if not map_weight:
+        return None
+    if access != "scores":
+        raise InputError("--map-weight is for the genetic attack against an interpretable system: add --access scores")
+    return InterpretableSystem(model.module, interpreter, layer)
+
+
+def _with_map_weight(attacks: list[Attack], weight: float) -> list[Attack]:
+    from robustaudit.attacks.score.genetic import Genetic
+
+    if not weight:
+        return attacks
+    if not any(isinstance(a, Genetic) for a in attacks):
+        raise InputError("--map-weight is used by the genetic attack only; add 'genetic' to --attacks")
+    return [dataclasses.replace(a, map_weight=weight) if isinstance(a, Genetic) else a for a in attacks]
+
+
+def _interpretation(out_dir: Path, source: Source, x_adv: torch.Tensor, broken: list[int],
+                    spec: tuple[Any, str, str | None]) -> None:
+    """Add to results.json, per broken example, how similar the interpreter's adversarial map is to the clean one."""
+    from robustaudit.interpret.maps import map_similarity
+
+    factory, interpreter, layer = spec
+    module = factory().module
+    path = out_dir / "results.json"
+    r = json.loads(path.read_text())
+    summary: dict[str, Any] = {"interpreter": interpreter, "layer": layer, "broken": len(broken)}
+    if broken:
+        clean = torch.cat([source.read(i, i + 1)[0] for i in broken])
+        sim = map_similarity(module, clean, x_adv[broken], interpreter, layer)
+        for key, values in sim.items():
+            summary[f"mean_{key}"] = float(values.mean())
+            for i, v in zip(broken, values.tolist(), strict=True):
+                r["examples"][i][f"map_{key}"] = v
+        out.print(f"interpreter {interpreter}: on the {len(broken)} broken examples the adversarial map's Pearson "
+                  f"correlation with the clean map is {summary['mean_pearson']:.3f} on average, top-10% IoU "
+                  f"{summary['mean_topk_iou']:.3f}", highlight=False)
+    r["interpretation"] = summary
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(r, indent=2))
+    tmp.replace(path)
 
 
 def _audit(
     model: LabelModel, source: Source, threat: ThreatModel, attacks: str | list[Attack],
     out_dir: Path, *, quiet: bool, config: dict[str, Any], shard_size: int = 512, resume: bool = False,
-    **options: Any,
+    interpretation: tuple[Any, str, str | None] | None = None, **options: Any,
 ) -> None:
     """Run the evaluation shard by shard into the store in out_dir (resuming what it holds), then write and show
     the results; a run that fails before its first shard leaves nothing behind."""
@@ -229,6 +308,9 @@ def _audit(
     first = [e["index"] for e in record.examples if e["broken_by"]][:GALLERY]
     clean = torch.cat([source.read(i, i + 1)[0] for i in first]) if first else torch.zeros(0)
     _show(record, write_run(record, out_dir, gallery=(first, clean)))
+    if interpretation is not None:
+        broken = [e["index"] for e in record.examples if e["broken_by"]]
+        _interpretation(out_dir, source, record.x_adv, broken, interpretation)
     if not record.complete:
         err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done; rerun the same "
                   "command to resume", highlight=False)
@@ -450,5 +532,24 @@ def _read_results(run: Path) -> dict[str, Any]:
         raise InputError(f"{path} is not a robustaudit results.json ({e})") from None
 
 
+def _spread(argv: list[str], option: str = "--surrogates") -> list[str]:
+    """Let `--surrogates M1 M2 M3` mean `--surrogates M1 --surrogates M2 --surrogates M3`."""
+    out: list[str] = []
+    taking = False
+    for token in argv:
+        if token == option:
+            out.append(token)
+            taking = True
+            continue
+        if taking and not token.startswith("-"):
+            if out[-1] != option:
+                out.append(option)
+            out.append(token)
+            continue
+        taking = False
+        out.append(token)
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=_spread(sys.argv[1:]))

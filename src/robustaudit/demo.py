@@ -47,10 +47,35 @@ class DigitsCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
-def train_digits_cnn(xtr: np.ndarray, ytr: np.ndarray, *, epochs: int = 8, seed: int = 0) -> nn.Module:
+def _convs(widths: list[int], norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in zip([1, *widths], widths, strict=False):
+        layers += [nn.Conv2d(a, b, 3, padding=1), *([nn.BatchNorm2d(b)] if norm else []), nn.ReLU(), nn.MaxPool2d(2)]
+    return layers
+
+
+def surrogate_net(arch: str) -> nn.Module:
+    """The surrogate family for the transfer audit (none of them is DigitsCNN, the demo target)."""
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 256), nn.ReLU(), nn.Linear(256, 10))
+    if arch == "cnn":
+        return nn.Sequential(*_convs([16, 32], False), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+    if arch == "cnn-bn":
+        return nn.Sequential(*_convs([16, 32], True), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+    if arch == "cnn-wide":
+        return nn.Sequential(*_convs([64, 128], False), nn.Flatten(), nn.Linear(128 * 8 * 8, 10))
+    raise ValueError(f"unknown surrogate architecture {arch!r}")
+
+
+SURROGATES = ("mlp", "cnn", "cnn-bn", "cnn-wide")
+
+
+def train_digits_cnn(xtr: np.ndarray, ytr: np.ndarray, *, epochs: int = 8, seed: int = 0,
+                     arch: str | None = None) -> nn.Module:
+    """Train DigitsCNN (or a surrogate architecture) on the digits with Adam."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = DigitsCNN()
+        model = DigitsCNN() if arch is None else surrogate_net(arch)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
@@ -72,12 +97,88 @@ def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
     d.mkdir(parents=True, exist_ok=True)
     log.info("training the demo digits CNN (once; cached in %s)", d)
     xtr, ytr, xte, yte = digits_32()
-    model = train_digits_cnn(xtr, ytr)
-    tmp = model_path.with_name("digits_cnn.partial.pt2")  # torch.export wants the .pt2 suffix
-    example = torch.from_numpy(xte[:8])
+    _export(train_digits_cnn(xtr, ytr), model_path, torch.from_numpy(xte[:8]))
+    with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
+        np.savez(f, x=xte, y=yte)
+    os.replace(data_path.with_suffix(".npz.tmp"), data_path)
+    return model_path, data_path
+
+
+def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
+    """Save as a torch.export program with a dynamic batch, atomically."""
+    tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix
     program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(program, str(tmp))
-    os.replace(tmp, model_path)
+    os.replace(tmp, path)
+
+
+def surrogate_files(directory: Path | None = None) -> dict[str, Path]:
+    """The surrogate family (MLP, small CNN, CNN with BatchNorm, wide CNN) trained on the digits' training split,
+    exported and cached like the demo model; the demo model (DigitsCNN) is the target none of them is."""
+    d = directory or cache_dir()
+    paths = {arch: d / f"surrogate_{arch}.pt2" for arch in SURROGATES}
+    missing = [a for a, p in paths.items() if not p.is_file()]
+    if missing:
+        d.mkdir(parents=True, exist_ok=True)
+        log.info("training the digits surrogates %s (once; cached in %s)", ", ".join(missing), d)
+        xtr, ytr, xte, _ = digits_32()
+        for i, arch in enumerate(SURROGATES):
+            if arch in missing:
+                _export(train_digits_cnn(xtr, ytr, arch=arch, seed=100 + i), paths[arch], torch.from_numpy(xte[:8]))
+    return paths
+
+
+def digit_pairs(n: int, *, seed: int = 0, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A 100-class task from real digits: two 8×8 digits side by side (1×8×16 in [0,1]); class = 10·left + right.
+    Left and right digits come from the same split (80/20, stratified, random_state 0) of sklearn's digits."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
+    xs, ys = (xtr, ytr) if train else (xte, yte)
+    rng = np.random.default_rng(seed)
+    left, right = rng.integers(0, len(xs), n), rng.integers(0, len(xs), n)
+    return np.concatenate([xs[left], xs[right]], axis=2)[:, None], (10 * ys[left] + ys[right]).astype(np.int64)
+
+
+class PairsNet(nn.Module):
+    """Three conv layers, then a 128-d feature layer and the final linear layer over 100 classes."""
+
+    def __init__(self, n_classes: int = 100) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
+                                      nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                                      nn.Flatten(), nn.Linear(64 * 4 * 8, 128), nn.ReLU())
+        self.head = nn.Linear(128, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def pairs_files(directory: Path | None = None) -> tuple[Path, Path]:
+    """(torch.export program, test .npz) of the 100-class digit-pairs model, trained once and cached."""
+    d = directory or cache_dir()
+    model_path, data_path = d / "digit_pairs.pt2", d / "digit_pairs_test.npz"
+    if model_path.is_file() and data_path.is_file():
+        return model_path, data_path
+    d.mkdir(parents=True, exist_ok=True)
+    log.info("training the 100-class digit-pairs model (once; cached in %s)", d)
+    xtr, ytr = digit_pairs(40000, seed=1)
+    xte, yte = digit_pairs(1000, seed=2, train=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = PairsNet()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    for _ in range(6):
+        for idx in torch.randperm(len(x), generator=gen).split(128):
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    _export(model.eval(), model_path, torch.from_numpy(xte[:8]))
     with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
         np.savez(f, x=xte, y=yte)
     os.replace(data_path.with_suffix(".npz.tmp"), data_path)

@@ -75,6 +75,12 @@ class Oracle:
         if grad:
             self.gradients += counts
 
+    def extra_backward(self, idx: torch.Tensor) -> None:
+        """Count one more backward pass through the model's output for idx, within the current forward pass (e.g.
+        an interpreter's gradient inside a loss): a gradient, not a new query."""
+        self._need(Access.GRADIENTS, "computing gradients")
+        self.gradients += torch.bincount(idx.cpu(), minlength=self.n)
+
     def _need(self, level: Access, what: str) -> None:
         if self.access < level:
             raise AccessError(f"{what} needs {level.name.lower()} access but the model offers only "

@@ -16,6 +16,7 @@ from robustaudit.attacks.score.square import Square
 from robustaudit.attacks.whitebox.apgd import APGD, APGDDLR, APGDT
 from robustaudit.attacks.whitebox.fab import FABT
 from robustaudit.attacks.whitebox.fgsm import FGSM
+from robustaudit.attacks.whitebox.joint import JointInterpretation
 from robustaudit.attacks.whitebox.pgd import PGD
 from robustaudit.attacks.whitebox.pma import PMA
 from robustaudit.errors import InputError
@@ -28,6 +29,7 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "apgd-t": APGDT,
     "fab-t": FABT,
     "pma": PMA,
+    "adv2": JointInterpretation,
     "square": Square,
     "nes": NES,
     "spsa": SPSA,

@@ -63,7 +63,7 @@ class TorchModel:
         if self.channels_last:
             set_memory_format(self.module, torch.channels_last)
         # a torch.export program refuses eval(): its mode was fixed when it was exported
-        self.was_training = _set_eval(self.module) and was_training
+        self.was_training = set_eval(self.module) and was_training
         self.name = name
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +100,7 @@ def _in_training_mode(module: nn.Module) -> bool:
     return any(m.training for m in module.modules())
 
 
-def _set_eval(module: nn.Module) -> bool:
+def set_eval(module: nn.Module) -> bool:
     """Put every submodule in eval mode; False when the module refuses (a torch.export program)."""
     try:
         module.eval()

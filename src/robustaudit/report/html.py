@@ -48,7 +48,7 @@ def _plots(r: dict[str, Any], curve: dict[str, Any] | None) -> list[tuple[str, s
                         alpha=0.25)
         ax.plot(eps, [c["robust_accuracy"] for c in rows], marker="o")
         ax.set(xlabel="eps", ylabel="robust accuracy", ylim=(0, 1))
-        plots.append(("robust accuracy versus eps (95% band)", _png(fig)))
+        plots.append(("robust accuracy versus eps (95% band)", png(fig)))
     curves = [a for a in r["attacks"] if a.get("success_curve") and a.get("attacked")]
     if curves:
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
@@ -57,7 +57,7 @@ def _plots(r: dict[str, Any], curve: dict[str, Any] | None) -> list[tuple[str, s
             ax.plot([int(k) for k in q], [a["success_curve"][k] for k in q], marker="o", label=a["name"])
         ax.set(xscale="log", xlabel="queries per example", ylabel="share of attacked examples broken", ylim=(0, 1))
         ax.legend()
-        plots.append(("success versus queries", _png(fig)))
+        plots.append(("success versus queries", png(fig)))
     norm = r["threat"]["norm"]
     broken = [e[norm] for e in r["examples"] if e.get("broken_by")]
     if broken:
@@ -66,11 +66,11 @@ def _plots(r: dict[str, Any], curve: dict[str, Any] | None) -> list[tuple[str, s
         ax.axvline(r["threat"]["eps"], color="k", linestyle="--", label="eps")
         ax.set(xlabel=f"{norm} norm of the perturbation", ylabel="broken examples")
         ax.legend()
-        plots.append((f"distribution of perturbation norms ({norm})", _png(fig)))
+        plots.append((f"distribution of perturbation norms ({norm})", png(fig)))
     return plots
 
 
-def _png(fig: Any) -> str:
+def png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()

@@ -110,7 +110,7 @@ def evaluate(
             spent, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
             done = 0
             distance_at: dict[int, list[torch.Tensor]] = {}
-            task = bar.add_task(attack.name, total=len(todo)) if bar else None
+            task = bar.add_task(attack.name, total=len(todo))
             for batch in todo.split(batch_size) if len(todo) else ():
                 try:
                     res = attack(
@@ -146,8 +146,7 @@ def evaluate(
                 summary.forwards += int(res.queries.sum())
                 summary.verification_failures += res.verification_failures
                 summary.notes += [m for m in res.notes if m not in summary.notes]
-                if bar is not None and task is not None:
-                    bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
+                bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
             summary.raw = {"spent": spent[:done].tolist(), "broken": broken[:done].tolist(),
                            "distance_at": {str(b): torch.cat(d).tolist() for b, d in distance_at.items()}}
             summary.add_statistics(threat.max_queries)
@@ -219,18 +218,9 @@ def _clean_pass(model: LabelModel, x: torch.Tensor, batch_size: int) -> tuple[to
     return torch.cat(preds), num_classes
 
 
-class _NoBar:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def progress_bar(enabled: bool) -> Progress | _NoBar:
-    if not enabled:
-        return _NoBar()
+def progress_bar(enabled: bool) -> Progress:
+    """A progress bar on stderr (drawing nothing when not `enabled`)."""
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True), disable=not enabled,
     )

@@ -73,15 +73,14 @@ def evaluate_sharded(
     seen = sum(r.n for r in records.values())  # running totals for the bar, counted once per shard
     robust = sum(e["robust"] for r in records.values() for e in r.examples)
     with progress_bar(progress) as bar:
-        task = bar.add_task("shards", total=n, completed=seen) if bar is not None else None
+        task = bar.add_task("shards", total=n, completed=seen)
         for s, rec in (backend or LocalBackend(model)).run(jobs()):
             if store is not None and rec.complete:
                 store.put(s, rec)
             records[s] = rec
             seen += rec.n
             robust += sum(e["robust"] for e in rec.examples)
-            if bar is not None and task is not None:
-                bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
+            bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
             if not rec.complete:
                 break
     parts = []

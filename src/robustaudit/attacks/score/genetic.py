@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from robustaudit.attacks.base import Attack, Context
-from robustaudit.attacks.transfer.mifgsm import mi_fgsm
+from robustaudit.attacks.transfer.iterative import TransferAttack
+from robustaudit.interpret.maps import pearson
 from robustaudit.models.base import GradModel
 from robustaudit.ops.rng import generator
+from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Norm
 
 
@@ -79,7 +82,7 @@ class Genetic(Attack):
                 fitness[idx, k] = self._fitness(ctx, z, y, idx)
             else:
                 z, maps = oracle.scores_and_maps(xs, idx)
-                change = self.map_weight * (1 - _pearson(maps.flatten(1).to(clean_maps.dtype), clean_maps[idx]))
+                change = self.map_weight * (1 - pearson(maps.flatten(1).to(clean_maps.dtype), clean_maps[idx]))
                 fitness[idx, k] = self._fitness(ctx, z, y, idx) + (change if ctx.threat.targeted else -change)
             changed[idx, k] = False
             won = ctx.success(z, y[idx], idx)
@@ -126,6 +129,8 @@ class Genetic(Attack):
         if self.surrogate is None:  # the MGA baseline: uniformly random sign patterns
             return (torch.rand(n, pop, *x.shape[1:], generator=gen) < 0.5).to(x.device)
         b = ctx.threat.bounds
+        box = ThreatModel(norm=Norm.LINF, eps=eps, bounds=b)
+        mi = TransferAttack(steps=self.init_steps)
         xs = x.repeat_interleave(pop, 0)
         labels = (ctx.target if ctx.threat.targeted and ctx.target is not None else y).repeat_interleave(pop)
         x1 = xs.clone()
@@ -137,20 +142,14 @@ class Genetic(Attack):
         for _ in range(self.init_retries):
             rows = redo.repeat_interleave(pop)
             start = (xs[rows] + eps * (2 * torch.rand(xs[rows].shape, generator=gen).to(x.device) - 1))
-            x1[rows] = mi_fgsm(self.surrogate, start.clamp(b.low, b.high), labels[rows], center=xs[rows], eps=eps,
-                               steps=self.init_steps, step=self.init_step, bounds=b)
+            x1[rows] = mi.craft([self.surrogate], xs[rows], labels[rows], box, start=start.clamp(b.low, b.high),
+                                step=self.init_step)
             with torch.no_grad():
                 y1[rows] = self.surrogate.logits(x1[rows]).argmax(1).to(x.device)
             redo &= ~(y1 != labels).reshape(n, pop).any(1)
             if not bool(redo.any()):
                 break
         # A2: targeted MI-FGSM towards the surrogate's new class, inside the box around x1 (as released)
-        x2 = mi_fgsm(self.surrogate, x1, y1, center=x1, eps=eps, steps=self.init_steps, step=self.init_step,
-                     targeted=True, bounds=b)
+        x2 = mi.craft([self.surrogate], x1, y1, dataclasses.replace(box, targeted=True), target=y1,
+                      step=self.init_step)
         return (x2 - xs > 0).reshape(n, pop, *x.shape[1:])
-
-
-def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise Pearson correlation of two maps (0 where one is constant)."""
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
