@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
 from torch import nn
+from typer.testing import CliRunner
 
 from robustaudit.certify.run import certify_dataset
 from robustaudit.certify.smoothing import ABSTAIN, Smoothed, lower_confidence_bound, radius
+from robustaudit.cli import app
+from robustaudit.errors import AccessError, InputError
 from robustaudit.models import TorchModel, as_label_only
 from robustaudit.oracle import Oracle
 from robustaudit.stats import clopper_pearson
+
+runner = CliRunner()
 
 
 class HalfSpace(nn.Module):
@@ -86,3 +94,87 @@ def test_certified_accuracy_uses_radius_at_least_r() -> None:
     assert torch.equal(rec.queries, torch.full((4,), 2050))
     j = rec.to_json()
     assert j["certified_accuracy"]["0"]["certified_accuracy"] == 0.75 and j["abstained"] == 1  # type: ignore[index]
+
+
+# Zeroth-order estimators (test-oracles A.13) and ZO-AE-DS.
+
+def _quadratic() -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    return a @ a.T + torch.eye(6, dtype=torch.float64), torch.randn(2, 6, generator=g, dtype=torch.float64), []
+
+
+def test_estimators_on_a_quadratic() -> None:
+    from robustaudit.ops.rng import generator
+    from robustaudit.ops.zo import coordinate_gradient, random_gradient
+
+    a, z, calls = _quadratic()
+
+    def loss(probes: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        calls.append(len(probes))
+        return 0.5 * ((probes @ a) * probes).sum(1)
+
+    true = z @ a
+    idx = torch.arange(2)
+    central, value = coordinate_gradient(loss, z, idx, 1e-3)
+    torch.testing.assert_close(central, true, atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(value, 0.5 * ((z @ a) * z).sum(1), atol=1e-5, rtol=1e-5)
+    assert calls[-1] == 2 * 2 * 6  # 2d per example
+    forward, _ = coordinate_gradient(loss, z, idx, 1e-3, central=False)
+    bias = (forward - true).abs().max()
+    assert 1e-5 < float(bias) < 1e-2 and calls[-1] == 2 * 7  # O(mu) bias, d + 1 per example
+    cos = []
+    for q in (2, 20, 200):
+        g, _ = random_gradient(loss, z, idx, q, 1e-4, generator(0, q))
+        assert calls[-1] == 2 * (q + 1)
+        cos.append(float(torch.nn.functional.cosine_similarity(g, true).mean()))
+    assert cos[0] < cos[1] < cos[2] and cos[2] > 0.8
+
+
+def test_zo_trained_denoiser_improves_the_black_box_certificate(digits8: tuple[torch.Tensor, torch.Tensor],
+                                                               trained_cnn: nn.Module) -> None:
+    from robustaudit.certify.denoise import ZOAEDS, Composed
+    from robustaudit.models import as_score_only
+
+    x, y = digits8
+    model = TorchModel(trained_cnn)
+    xte, yte = x[1500:1600], y[1500:1600]
+    plain = certify_dataset(as_label_only(model), xte, yte, sigma=0.25, n0=50, n=500, progress=False)
+    settings = ZOAEDS(estimator="rge", q=20, epochs=10, latent=16, pretrain_denoiser=False)
+    front, stats = settings.train(as_score_only(model), x[:600], progress=False)
+    # pseudo-labels once per example, then (q + 1) queries per example per step
+    assert stats["training_queries"] == 600 + 10 * 600 * 21 and settings.queries_per_example_step() == 21
+    robust = certify_dataset(Composed(front, as_label_only(model)), xte, yte, sigma=0.25, n0=50, n=500,
+                             progress=False)
+    assert robust.certified_accuracy(0.25) > plain.certified_accuracy(0.25)
+    assert robust.certified_accuracy(0.5) > plain.certified_accuracy(0.5) + 0.05
+    with pytest.raises(AccessError, match="gradients"):
+        ZOAEDS(estimator="fo", epochs=1).train(as_score_only(model), x[:64], progress=False)
+    with pytest.raises(InputError, match="multiples of 4"):
+        ZOAEDS(epochs=1).train(as_score_only(model), torch.rand(8, 1, 6, 6), progress=False)
+
+
+def test_cli_robustify_then_certify(tmp_path: Path, digits8: tuple[torch.Tensor, torch.Tensor],
+                                    trained_cnn: nn.Module) -> None:
+    x, y = digits8
+    path = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(trained_cnn, (x[:4],), dynamic_shapes=({0: torch.export.Dim("batch")},)),
+                      str(path))
+    np.savez(tmp_path / "train.npz", x=x[:128].numpy(), y=y[:128].numpy())
+    np.savez(tmp_path / "test.npz", x=x[1500:1510].numpy(), y=y[1500:1510].numpy())
+    r = runner.invoke(app, ["robustify", "--target", str(path), "--sigma", "0.25", "--estimator", "cge-forward",
+                            "--latent", "8", "--epochs", "1", "--pretrain-epochs", "2", "--data",
+                            str(tmp_path / "train.npz"), "--out", str(tmp_path / "front.pt"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    stats = json.loads((tmp_path / "front.pt.json").read_text())
+    assert stats["training_queries"] == 128 + 128 * 9
+    r = runner.invoke(app, ["certify", "--model", str(path), "--denoiser", str(tmp_path / "front.pt"), "--sigma",
+                            "0.25", "--n0", "20", "--n", "200", "--data", str(tmp_path / "test.npz"), "--out",
+                            str(tmp_path / "cert"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "cert" / "certify.json").read_text())
+    assert res["queries_total"] == 10 * 220 and res["training_queries"] == stats["training_queries"]
+    assert "data:image/png;base64" in (tmp_path / "cert" / "report.html").read_text()
+    r = runner.invoke(app, ["certify", "--model", str(path), "--sigma", "0", "--data", str(tmp_path / "test.npz"),
+                            "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "sigma" in r.output

@@ -19,6 +19,7 @@ from rich.table import Table
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.attacks.topk import commands as topk_commands
+from robustaudit.certify import commands as certify_commands
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
@@ -33,6 +34,8 @@ app.add_typer(scaling_app, name="scaling")
 app.command("transfer")(transfer_commands.transfer)
 app.command("online")(transfer_commands.online)
 app.command("topk")(topk_commands.topk)
+app.command("certify")(certify_commands.certify)
+app.command("robustify")(certify_commands.robustify)
 err = Console(stderr=True)
 out = Console()
 

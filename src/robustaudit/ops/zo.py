@@ -14,6 +14,18 @@ ProbeLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MAX_ROWS = 4096  # probes per model call: examples are estimated in chunks so memory stays bounded
 
 
+def probe_values(loss: ProbeLoss, probes: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """ℓ at probes [B, P, *shape] of the examples idx [B], in chunks of at most MAX_ROWS rows: [B, P]."""
+    b, p = probes.shape[:2]
+    per_chunk = max(1, MAX_ROWS // p)
+    out = []
+    for s in range(0, b, per_chunk):
+        chunk = probes[s:s + per_chunk]
+        values = loss(chunk.reshape(len(chunk) * p, *probes.shape[2:]), idx[s:s + per_chunk].repeat_interleave(p))
+        out.append(values.reshape(len(chunk), p))
+    return torch.cat(out)
+
+
 def antithetic_gradient(
     loss: ProbeLoss, x: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, delta: float, bounds: Bounds
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,15 +33,33 @@ def antithetic_gradient(
 
     Probes are clipped to the bounds before they are sent (2p queries per example). Returns (ĝ, mean probe loss).
     """
-    b, p = u.shape[:2]
-    grads, means = [], []
-    per_chunk = max(1, MAX_ROWS // (2 * p))
-    for s in range(0, b, per_chunk):
-        xs, us, ids = x[s:s + per_chunk], u[s:s + per_chunk], idx[s:s + per_chunk]
-        n = len(xs)
-        probes = torch.cat([xs[:, None] + delta * us, xs[:, None] - delta * us], 1).clamp(bounds.low, bounds.high)
-        values = loss(probes.reshape(n * 2 * p, *xs.shape[1:]), ids.repeat_interleave(2 * p)).reshape(n, 2 * p)
-        diff = (values[:, :p] - values[:, p:]).reshape(n, p, *([1] * (xs.dim() - 1)))
-        grads.append((diff * us).sum(1) / (2 * p * delta))
-        means.append(values.mean(1))
-    return torch.cat(grads), torch.cat(means)
+    p = u.shape[1]
+    probes = torch.cat([x[:, None] + delta * u, x[:, None] - delta * u], 1).clamp(bounds.low, bounds.high)
+    values = probe_values(loss, probes, idx)
+    diff = (values[:, :p] - values[:, p:]).reshape(len(x), p, *([1] * (x.dim() - 1)))
+    return (diff * u).sum(1) / (2 * p * delta), values.mean(1)
+
+
+def random_gradient(loss: ProbeLoss, z: torch.Tensor, idx: torch.Tensor, q: int, mu: float,
+                    gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGE: ĝ = (d/q) Σ_i [ℓ(z + μu_i) − ℓ(z)]/μ · u_i, u_i uniform on the unit sphere of R^d (q + 1 queries per
+    example; spec certification-and-defences.md §2.2). z: [B, d]. Returns (ĝ, ℓ(z))."""
+    b, d = z.shape
+    u = torch.randn(b, q, d, generator=gen).to(z)
+    u = u / u.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    values = probe_values(loss, torch.cat([z[:, None], z[:, None] + mu * u], 1), idx)
+    return d / q * (((values[:, 1:] - values[:, :1]) / mu)[:, :, None] * u).sum(1), values[:, 0]
+
+
+def coordinate_gradient(loss: ProbeLoss, z: torch.Tensor, idx: torch.Tensor, mu: float,
+                        central: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """CGE along every coordinate: central differences [ℓ(z + μe_j) − ℓ(z − μe_j)]/(2μ) (2d queries, as the
+    official code) or forward differences [ℓ(z + μe_j) − ℓ(z)]/μ (d + 1 queries, the paper's formula).
+    Returns (ĝ, ℓ(z)); the central form never queries z itself and gives the probes' mean (within O(μ²))."""
+    b, d = z.shape
+    e = mu * torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
+    if central:
+        values = probe_values(loss, torch.cat([z[:, None] + e, z[:, None] - e], 1), idx)
+        return (values[:, :d] - values[:, d:]) / (2 * mu), values.mean(1)
+    values = probe_values(loss, torch.cat([z[:, None], z[:, None] + e], 1), idx)
+    return (values[:, 1:] - values[:, :1]) / mu, values[:, 0]
