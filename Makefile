@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/topk.py
+	$(BIN)/python benchmarks/certify.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers

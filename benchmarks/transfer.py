@@ -13,12 +13,15 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from robustaudit import ThreatModel, evaluate, load_model
 from robustaudit.demo import demo_files, surrogate_files
 from robustaudit.models import as_label_only
+from robustaudit.models.base import GradModel
 from robustaudit.run.data import load_npz
 from robustaudit.transfer.audit import online_audit, transfer_audit
+from robustaudit.types import Norm
 
 
 def main() -> None:
@@ -31,8 +34,9 @@ def main() -> None:
     x, y = load_npz(data_path)
     x, y = x[: args.n], y[: args.n]
     target = load_model(str(model_path))
-    surrogates = {Path(p).stem.removeprefix("surrogate_"): load_model(str(p)) for p in surrogate_files().values()}
-    threat = ThreatModel(norm="linf", eps=args.eps)
+    surrogates = {Path(p).stem.removeprefix("surrogate_"): cast(GradModel, load_model(str(p)))
+                  for p in surrogate_files().values()}
+    threat = ThreatModel(norm=Norm.LINF, eps=args.eps)
 
     t0 = time.perf_counter()
     rec = transfer_audit(as_label_only(target), surrogates, ["mi", "di", "ti", "mi-di-ti"], x, y, threat,
@@ -58,7 +62,7 @@ def main() -> None:
                      progress=False).to_json()
     print(f"online (FGSM on the small CNN, k=10 of {len(x)}, 100 orders; offline optimum "
           f"{r['offline_successes']} successes):")
-    for name, s in r["strategies"].items():
+    for name, s in cast(dict[str, Any], r["strategies"]).items():
         print(f"  {name:10s} competitive ratio {s['competitive_ratio']:.3f} "
               f"(95% CI {s['ci95'][0]:.3f}-{s['ci95'][1]:.3f})")
 

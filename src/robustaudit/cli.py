@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import torch
 import typer
 from rich.console import Console
@@ -321,15 +322,9 @@ def _audit(
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"--size must be HxW, e.g. 224x224, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise InputError(f"--size must be positive, got {text!r}")
-    return h, w
+    from robustaudit.scaling.scalers import parse_size
+
+    return None if text is None else parse_size(text)
 
 
 GALLERY = 8  # broken examples shown in the report
@@ -357,6 +352,8 @@ def demo(
     attacks: Annotated[str, typer.Option(help="fast | standard | strongest | NAME[,NAME...]")] = "fast",
     eps: Annotated[float, typer.Option(help="Linf budget")] = 0.1,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    certify: Annotated[bool, typer.Option(help="also certify a noise-trained digits CNN with randomized smoothing "
+                                               "(sigma 0.25) into DIR/certify/")] = True,
 ) -> None:
     """Train (once, cached) a small CNN on real handwritten digits, audit it and write a report folder."""
     from robustaudit.demo import demo_files
@@ -372,6 +369,14 @@ def demo(
               "threat": threat.to_json(), "attacks": attacks}
     _audit(load_model(str(model_path)), ArraySource(x, y, {"source": "npz"}), threat, attacks, out_dir, quiet=quiet,
            config=config)
+    if certify:
+        from robustaudit.demo import noisy_files
+
+        noisy = noisy_files(0.25)
+        np.savez(out_dir / "certify-data.npz", x=x[::6].numpy(), y=y[::6].numpy())
+        certify_commands.certify(model=str(noisy), sigma=0.25, data=out_dir / "certify-data.npz",
+                                 out_dir=out_dir / "certify", n0=100, n=1000, alpha=0.001, denoiser=None, skip=1,
+                                 batch_size=500, seed=0, bounds="0,1", quiet=quiet)
 
 
 @app.command()

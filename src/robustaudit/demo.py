@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,37 +72,68 @@ SURROGATES = ("mlp", "cnn", "cnn-bn", "cnn-wide")
 
 
 def train_digits_cnn(xtr: np.ndarray, ytr: np.ndarray, *, epochs: int = 8, seed: int = 0,
-                     arch: str | None = None) -> nn.Module:
-    """Train DigitsCNN (or a surrogate architecture) on the digits with Adam."""
+                     arch: str | None = None, noise: float = 0.0) -> nn.Module:
+    """Train DigitsCNN (or a surrogate architecture) on the digits with Adam; `noise` > 0 adds Gaussian noise of
+    that standard deviation to every training input (the base classifier randomized smoothing wants)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = DigitsCNN() if arch is None else surrogate_net(arch)
+    return _fit(model, xtr, ytr, epochs=epochs, seed=seed, lr=1e-3, batch=64, noise=noise)
+
+
+def _fit(model: nn.Module, xtr: np.ndarray, ytr: np.ndarray, *, epochs: int, seed: int, lr: float, batch: int,
+         noise: float = 0.0) -> nn.Module:
+    """Adam on cross-entropy, shuffled by `seed`; optional Gaussian noise on the inputs."""
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
     model.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(64):
+        for idx in torch.randperm(len(x), generator=gen).split(batch):
             opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            xb = x[idx] + noise * torch.randn(x[idx].shape, generator=gen) if noise else x[idx]
+            F.cross_entropy(model(xb), y[idx]).backward()
             opt.step()
     return model.eval()
 
 
-def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
-    """(torch.export program, test .npz), trained and written on first use, then loaded from the cache."""
+def noisy_files(sigma: float = 0.25, directory: Path | None = None) -> Path:
+    """DigitsCNN trained with Gaussian noise augmentation at `sigma` (torch.export program), cached."""
     d = directory or cache_dir()
-    model_path, data_path = d / "digits_cnn.pt2", d / "digits_test.npz"
+    path = d / f"digits_cnn_noise{sigma:g}.pt2"
+    if not path.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        log.info("training the noise-augmented digits CNN, sigma %g (once; cached in %s)", sigma, d)
+        xtr, ytr, xte, _ = digits_32()
+        _export(train_digits_cnn(xtr, ytr, epochs=12, noise=sigma), path, torch.from_numpy(xte[:8]))
+    return path
+
+
+def _cached(directory: Path | None, names: tuple[str, str], what: str,
+            build: Callable[[], tuple[nn.Module, np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
+    """(model .pt2, test .npz) = `names` in the cache; `build` trains the model and gives its test set, once."""
+    d = directory or cache_dir()
+    model_path, data_path = d / names[0], d / names[1]
     if model_path.is_file() and data_path.is_file():
         return model_path, data_path
     d.mkdir(parents=True, exist_ok=True)
-    log.info("training the demo digits CNN (once; cached in %s)", d)
-    xtr, ytr, xte, yte = digits_32()
-    _export(train_digits_cnn(xtr, ytr), model_path, torch.from_numpy(xte[:8]))
+    log.info("training %s (once; cached in %s)", what, d)
+    model, xte, yte = build()
+    _export(model, model_path, torch.from_numpy(xte[:8]))
     with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
         np.savez(f, x=xte, y=yte)
     os.replace(data_path.with_suffix(".npz.tmp"), data_path)
     return model_path, data_path
+
+
+def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
+    """(torch.export program, test .npz), trained and written on first use, then loaded from the cache."""
+
+    def build() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        xtr, ytr, xte, yte = digits_32()
+        return train_digits_cnn(xtr, ytr), xte, yte
+
+    return _cached(directory, ("digits_cnn.pt2", "digits_test.npz"), "the demo digits CNN", build)
 
 
 def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
@@ -129,13 +161,15 @@ def surrogate_files(directory: Path | None = None) -> dict[str, Path]:
 
 
 def digit_pairs(n: int, *, seed: int = 0, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A 100-class task from real digits: two 8×8 digits side by side (1×8×16 in [0,1]); class = 10·left + right.
-    Left and right digits come from the same split (80/20, stratified, random_state 0) of sklearn's digits."""
+    """A 100-class task from real digits: two digits (upsampled to 16×16, bilinear) side by side, 1×16×32 in
+    [0,1]; class = 10·left + right. Left and right digits come from the same split (80/20, stratified,
+    random_state 0) of sklearn's digits."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)
+    x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    x = F.interpolate(x8, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1)[:, 0].numpy()
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
     xs, ys = (xtr, ytr) if train else (xte, yte)
     rng = np.random.default_rng(seed)
@@ -148,9 +182,10 @@ class PairsNet(nn.Module):
 
     def __init__(self, n_classes: int = 100) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1),
-                                      nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                                      nn.Flatten(), nn.Linear(64 * 4 * 8, 128), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(64 * 4 * 8, 128), nn.ReLU())
         self.head = nn.Linear(128, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,27 +194,14 @@ class PairsNet(nn.Module):
 
 def pairs_files(directory: Path | None = None) -> tuple[Path, Path]:
     """(torch.export program, test .npz) of the 100-class digit-pairs model, trained once and cached."""
-    d = directory or cache_dir()
-    model_path, data_path = d / "digit_pairs.pt2", d / "digit_pairs_test.npz"
-    if model_path.is_file() and data_path.is_file():
-        return model_path, data_path
-    d.mkdir(parents=True, exist_ok=True)
-    log.info("training the 100-class digit-pairs model (once; cached in %s)", d)
-    xtr, ytr = digit_pairs(40000, seed=1)
-    xte, yte = digit_pairs(1000, seed=2, train=False)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        model = PairsNet()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
-    for _ in range(6):
-        for idx in torch.randperm(len(x), generator=gen).split(128):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    _export(model.eval(), model_path, torch.from_numpy(xte[:8]))
-    with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
-        np.savez(f, x=xte, y=yte)
-    os.replace(data_path.with_suffix(".npz.tmp"), data_path)
-    return model_path, data_path
+
+    def build() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        xtr, ytr = digit_pairs(30000, seed=1)
+        xte, yte = digit_pairs(1000, seed=2, train=False)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = PairsNet()
+        return _fit(model, xtr, ytr, epochs=6, seed=0, lr=2e-3, batch=128), xte, yte
+
+    return _cached(directory, ("digit_pairs16.pt2", "digit_pairs16_test.npz"), "the 100-class digit-pairs model",
+                   build)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-from robustaudit.report.html import TEMPLATES, png
+from robustaudit.report.html import png, render
 
 
 def summary_markdown(r: dict[str, Any]) -> str:
@@ -41,9 +39,4 @@ def _curve(r: dict[str, Any]) -> str:
 def write_certify_report(out: str | Path, r: dict[str, Any]) -> Path:
     d = Path(out)
     (d / "summary.md").write_text(summary_markdown(r))
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("certify.html.j2").render(r=r, curve=_curve(r))
-    tmp = d / "report.html.tmp"
-    tmp.write_text(html)
-    tmp.replace(d / "report.html")
-    return d / "report.html"
+    return render(d, "certify.html.j2", r=r, curve=_curve(r))

@@ -24,11 +24,15 @@ def write_report(run: str | Path) -> Path:
         raise InputError(f"{d} holds no results.json: give the --out folder of an evaluate run")
     r = json.loads((d / "results.json").read_text())
     curve = json.loads((d / "curve.json").read_text()) if (d / "curve.json").is_file() else None
+    return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r))
+
+
+def render(out: Path, template: str, **context: Any) -> Path:
+    """Render a template of `TEMPLATES` into out/report.html, atomically."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("report.html.j2").render(r=r, plots=_plots(r, curve), gallery=_gallery(d, r))
-    path = d / "report.html"
-    tmp = d / "report.html.tmp"
-    tmp.write_text(html)
+    path = out / "report.html"
+    tmp = out / "report.html.tmp"
+    tmp.write_text(env.get_template(template).render(**context))
     tmp.replace(path)
     return path
 

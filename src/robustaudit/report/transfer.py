@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-from robustaudit.report.html import TEMPLATES, png
+from robustaudit.report.html import png, render
 
 
 def summary_markdown(r: dict[str, Any]) -> str:
@@ -71,10 +69,4 @@ def write_transfer_report(out: str | Path, r: dict[str, Any]) -> Path:
     """Write summary.md and report.html for a transfer record's JSON into `out`."""
     d = Path(out)
     (d / "summary.md").write_text(summary_markdown(r))
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
-    html = env.get_template("transfer.html.j2").render(r=r, plots=_heatmaps(r))
-    path = d / "report.html"
-    tmp = d / "report.html.tmp"
-    tmp.write_text(html)
-    tmp.replace(path)
-    return path
+    return render(d, "transfer.html.j2", r=r, plots=_heatmaps(r))
