@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import cast
 
 import torch
 
@@ -21,6 +22,7 @@ from robustaudit.certify.run import certify_dataset
 from robustaudit.demo import demo_files, digits_32, noisy_files
 from robustaudit.models import as_label_only, as_score_only
 from robustaudit.models.base import LabelModel
+from robustaudit.models.torch import TorchModel
 
 SIGMA = 0.25
 RADII = (0.0, 0.25, 0.5, 0.75)
@@ -36,7 +38,7 @@ def main() -> None:
     xtr, _, xte, yte = digits_32()
     x_train = torch.from_numpy(xtr)
     x, y = torch.from_numpy(xte[:: args.skip]), torch.from_numpy(yte[:: args.skip])
-    plain = load_model(str(demo_files()[0]))
+    plain = cast(TorchModel, load_model(str(demo_files()[0])))
     rows: list[tuple[str, LabelModel, int]] = [("plain CNN", as_label_only(plain), 0),
                                                ("noise-trained CNN", as_label_only(load_model(str(noisy_files(SIGMA)))),
                                                 0)]
