@@ -31,12 +31,6 @@ from robustaudit.transfer import commands as transfer_commands
 from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
-app.add_typer(scaling_app, name="scaling")
-app.command("transfer")(transfer_commands.transfer)
-app.command("online")(transfer_commands.online)
-app.command("topk")(topk_commands.topk)
-app.command("certify")(certify_commands.certify)
-app.command("robustify")(certify_commands.robustify)
 err = Console(stderr=True)
 out = Console()
 
@@ -538,6 +532,14 @@ def _read_results(run: Path) -> dict[str, Any]:
         return data
     except ValueError as e:
         raise InputError(f"{path} is not a robustaudit results.json ({e})") from None
+
+
+app.command("transfer")(transfer_commands.transfer)
+app.command("online")(transfer_commands.online)
+app.command("topk")(topk_commands.topk)
+app.command("certify")(certify_commands.certify)
+app.command("robustify")(certify_commands.robustify)
+app.add_typer(scaling_app, name="scaling")
 
 
 def _spread(argv: list[str], option: str = "--surrogates") -> list[str]:

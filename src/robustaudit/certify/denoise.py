@@ -33,6 +33,13 @@ from robustaudit.types import Access
 ESTIMATORS = ("rge", "cge", "cge-forward", "fo")
 
 
+def _log_probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """log p from a model's scores: logits, or probabilities when the rows already are (a served softmax)."""
+    if bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones_like(scores[:, 0]), atol=1e-3):
+        return scores.clamp_min(1e-12).log()
+    return F.log_softmax(scores, dim=1)
+
+
 class Denoiser(nn.Module):
     """A small DnCNN: predicts the noise and subtracts it."""
 
@@ -186,7 +193,7 @@ class ZOAEDS:
             with torch.no_grad():
                 scores = oracle.scores(decoder(probes), rows)
             wanted = labels[torch.tensor([owner[int(r)] for r in rows.tolist()])]
-            return F.cross_entropy(scores, wanted.to(scores.device), reduction="none")
+            return F.nll_loss(_log_probabilities(scores), wanted.to(scores.device), reduction="none")
 
         if self.estimator == "rge":
             return random_gradient(loss, z, idx, self.q, self.mu, gen)
