@@ -40,17 +40,24 @@ def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(buf))
 
 
-def rescaling(image: np.ndarray, size: Size, scaler: Scaler) -> tuple[float, float, float]:
-    """(ratio, MSE, SSIM) of the image against its downscale-then-upscale with the pipeline's scaler both ways.
-
-    MSE and SSIM are Decamouflage's scores. The ratio divides that MSE by the MSE of the same round trip with an
-    area downscale (which an attack cannot steer): for a benign image both lose the same detail, whatever its
-    texture, so the ratio stays near 1; an attack image downscales to its hidden target, so the ratio is large."""
+def _round_trip(image: np.ndarray, size: Size, scaler: Scaler) -> tuple[float, float, np.ndarray]:
+    """(ratio, MSE, the round-tripped image): down with the scaler and up again, against the same with an area
+    downscale (which an attack cannot steer)."""
     a = _uint8(image)
     back = scaler.resize(scaler.resize(a, size), a.shape[:2])
     reference = scaler.resize(scaler.area.resize(a, size), a.shape[:2])
     error = mse(a, back)
-    return (error + 1) / (mse(a, reference) + 1), error, ssim(a, back)
+    return (error + 1) / (mse(a, reference) + 1), error, back
+
+
+def rescaling(image: np.ndarray, size: Size, scaler: Scaler) -> tuple[float, float, float]:
+    """(ratio, MSE, SSIM) of the image against its downscale-then-upscale with the pipeline's scaler both ways.
+
+    MSE and SSIM are Decamouflage's scores. The ratio divides that MSE by the MSE of the same round trip with an
+    area downscale: for a benign image both lose the same detail, whatever its texture, so the ratio stays near
+    1; an attack image downscales to its hidden target, so the ratio is large."""
+    ratio, error, back = _round_trip(image, size, scaler)
+    return ratio, error, ssim(_uint8(image), back)
 
 
 def filtering(image: np.ndarray) -> tuple[float, float]:
@@ -99,8 +106,9 @@ def scores(image: np.ndarray, size: Size, scalers: Sequence[Scaler]) -> Scores:
     every candidate when it is unknown (e.g. VULNERABLE)."""
     if not scalers:
         raise InputError("give at least one scaler the pipeline may use")
-    ratios = {s.name: rescaling(image, size, s) for s in scalers}
-    worst = max(ratios.values(), key=lambda r: r[0])
+    trips = {s.name: _round_trip(image, size, s) for s in scalers}
+    ratio, error, back = max(trips.values(), key=lambda r: r[0])  # SSIM only for the most suspicious scaler
     f = filtering(image)
-    return Scores(rescaling={name: r[0] for name, r in ratios.items()}, rescaling_mse=worst[1],
-                  rescaling_ssim=worst[2], filtering_mse=f[0], filtering_ssim=f[1], csp=centred_spectrum_points(image))
+    return Scores(rescaling={name: r[0] for name, r in trips.items()}, rescaling_mse=error,
+                  rescaling_ssim=ssim(_uint8(image), back), filtering_mse=f[0], filtering_ssim=f[1],
+                  csp=centred_spectrum_points(image))
