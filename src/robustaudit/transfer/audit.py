@@ -9,8 +9,9 @@ transfer and not noise; the transfer matrix shows how the surrogates fool each o
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -95,9 +96,9 @@ class TransferRecord:
         }
 
 
-def _noise(x: torch.Tensor, threat: ThreatModel, seed: int) -> torch.Tensor:
-    """Random noise of exactly the threat model's norm (random signs for Linf, a random direction for L2)."""
-    ids = torch.arange(len(x))
+def _noise(x: torch.Tensor, ids: torch.Tensor, threat: ThreatModel, seed: int) -> torch.Tensor:
+    """Random noise of exactly the threat model's norm (random signs for Linf, a random direction for L2), one
+    stream per example id."""
     if threat.norm == Norm.LINF:
         u = per_example_noise("uniform", x, ids, seed, "transfer-noise").to(x.device)
         delta = threat.eps * torch.where(u >= 0, 1.0, -1.0)
@@ -133,39 +134,37 @@ def transfer_audit(target: LabelModel, surrogates: Mapping[str, GradModel], atta
     todo = torch.nonzero(clean).flatten()
     work = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
 
-    def judge(source: str, attack: str, make: object) -> tuple[Pair, list[torch.Tensor]]:
+    matrix = {s: {v: victims_clean[v].clone() for v in names} for s in names}
+
+    def judge(source: str, attack: str, make: Callable[[torch.Tensor], torch.Tensor]) -> Pair:
+        """One pair: craft each batch, send it to the target once; surrogates crafted on alone also attack the
+        other surrogates (the transfer matrix)."""
         robust = torch.zeros(n, dtype=torch.bool)
-        crafted: list[torch.Tensor] = []
         t_sur = t_tgt = 0.0
         for b in work:
             t0 = time.perf_counter()
-            adv = make(b)  # type: ignore[operator]
+            adv = make(b)
             t1 = time.perf_counter()
             with torch.no_grad():
                 robust[b] = oracle.labels(adv, b).cpu() == y[b].cpu()
-            t_tgt += time.perf_counter() - t1
-            t_sur += t1 - t0
-            crafted.append(adv)
+                t_tgt += time.perf_counter() - t1
+                t_sur += t1 - t0
+                if source in matrix:
+                    for v in names:
+                        matrix[source][v][b] &= surrogates[v].predict_labels(adv).cpu() == y[b].cpu()
             bar.advance(task)
-        return Pair(source, attack, robust, t_sur, t_tgt), crafted
+        return Pair(source, attack, robust, t_sur, t_tgt)
 
-    matrix = {s: {v: victims_clean[v].clone() for v in names} for s in names}
+    def craft(b: torch.Tensor, attack: TransferAttack, models: list[GradModel]) -> torch.Tensor:
+        return attack.craft(models, x[b], y[b], threat, seed=seed)
+
     pairs: list[Pair] = []
     with progress_bar(progress) as bar:
         task = bar.add_task("transfer audit", total=len(work) * (len(sources) * len(chosen) + 1))
-        noise, _ = judge(NOISE, NOISE, lambda b: _noise(x[b], threat, seed))
+        noise = judge(NOISE, NOISE, lambda b: _noise(x[b], b, threat, seed))
         for source, models in sources.items():
             for a in chosen:
-                pair, crafted = judge(source, a.name, lambda b, a=a, models=models: a.craft(
-                    models, x[b], y[b], threat, seed=seed))
-                pairs.append(pair)
-                if source in matrix and work:
-                    adv = torch.cat(crafted)
-                    with torch.no_grad():
-                        for v in names:
-                            fooled = torch.zeros(n, dtype=torch.bool)
-                            fooled[todo] = surrogates[v].predict_labels(adv).cpu() != y[todo].cpu()
-                            matrix[source][v] &= ~fooled
+                pairs.append(judge(source, a.name, functools.partial(craft, attack=a, models=models)))
     # The matrix rows cover the examples the target got right (those were crafted); victims' accuracy is over all.
     table = [[float(matrix[s][v].float().mean()) for v in names] for s in names]
     return TransferRecord(threat=threat, surrogates=names, clean=clean, pairs=pairs, noise=noise, matrix=table,
