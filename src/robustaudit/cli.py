@@ -14,13 +14,13 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.attacks.topk import commands as topk_commands
 from robustaudit.certify import commands as certify_commands
+from robustaudit.console import err, fail, out, parse_bounds
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.results import EvalRecord
@@ -31,13 +31,6 @@ from robustaudit.transfer import commands as transfer_commands
 from robustaudit.types import Access, Bounds, Norm
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Audit how robust a classifier really is.")
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _show(record: EvalRecord, where: Path) -> None:
@@ -155,15 +148,12 @@ def evaluate(
     from robustaudit.validate import check_inputs
 
     try:
-        lo_hi = [float(v) for v in bounds.split(",")]
-        if len(lo_hi) != 2:
-            raise InputError(f"--bounds must be LOW,HIGH, got {bounds!r}")
         level = None
         if access is not None:
             level = {"gradients": Access.GRADIENTS, "scores": Access.SCORES, "labels": Access.LABELS}.get(access)
             if level is None:
                 raise InputError(f"--access must be gradients, scores or labels, got {access!r}")
-        threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo_hi[0], lo_hi[1]), max_queries=budget,
+        threat = ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=parse_bounds(bounds), max_queries=budget,
                              targeted=target is not None)
         source = open_source(data, size=_size(size), channels=channels, crop=crop, image_column=image_column,
                              label_column=label_column)
@@ -195,7 +185,7 @@ def evaluate(
                 (x0[:0], torch.zeros(len(source), dtype=torch.long))
             targets, spent = choose_targets(target, m, xs, ys, seed=seed, batch_size=batch_size)
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     config = {"model": model, "model_sha256": _fingerprint(model), "data_sha256": _fingerprint(data),
               "data_options": [size, channels, crop, image_column, label_column],
@@ -281,7 +271,7 @@ def _audit(
 
     path = out_dir / STORE_NAME
     if resume and not path.is_file():
-        _fail(f"--resume: {out_dir} holds no run to resume ({STORE_NAME} is missing)")
+        fail(f"--resume: {out_dir} holds no run to resume ({STORE_NAME} is missing)")
         return
     fresh, created = not path.is_file(), not out_dir.exists()
     store = Store(path)
@@ -299,7 +289,7 @@ def _audit(
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
             if created and not any(out_dir.iterdir()):
                 out_dir.rmdir()
-        _fail(str(e))
+        fail(str(e))
         return
     store.close()
     record.model_sha256 = config.get("model_sha256")
@@ -399,7 +389,7 @@ def serve(
         shape = [int(v) for v in input_shape.split(",")] if input_shape else None
         m = load_model(model, access=level)
     except (InputError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
         return
     err.print(f"serving {model} at http://{host}:{port}/v2/models/{name}", highlight=False)
     uvicorn.run(create_app(m, name=name, token=token, max_batch=max_batch, input_shape=shape), host=host, port=port,
@@ -451,7 +441,7 @@ def curve(
         m = load_model(model)
         rows = robustness_curve(m, x, y, threat, levels, attacks, seed=seed, batch_size=batch_size)
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "curve.json").write_text(json.dumps({"threat": threat.to_json() | {"eps": levels}, "model": model,
@@ -475,7 +465,7 @@ def report(run: Annotated[Path, typer.Argument(help="output folder of an evaluat
     try:
         out.print(f"written {write_report(run)}", highlight=False)
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @app.command()
@@ -495,7 +485,7 @@ def compare(
             raise InputError(f"{run_a} and {run_b} are not on the same examples ({len(ea)} and {len(eb)} examples, "
                              "or different labels): compare runs made on one data file")
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     n = len(ea)
     only_a = sum(x["robust"] and not y["robust"] for x, y in zip(ea, eb, strict=True))

@@ -8,18 +8,10 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from robustaudit.console import fail, out, parse_bounds
 from robustaudit.errors import InputError
-
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _sidecar(path: Path) -> Path:
@@ -49,10 +41,9 @@ def certify(
     from robustaudit.models.load import load_model
     from robustaudit.report.certify import write_certify_report
     from robustaudit.run.data import load_npz
-    from robustaudit.types import Access, Bounds
+    from robustaudit.types import Access
 
     try:
-        lo, hi = (float(v) for v in bounds.split(","))
         if skip < 1:
             raise InputError(f"--skip must be >= 1, got {skip}")
         x, y = load_npz(data)
@@ -67,9 +58,9 @@ def certify(
                 extra.update({k: v for k, v in json.loads(_sidecar(denoiser).read_text()).items()
                               if k in ("training_queries", "estimator", "q", "latent")})
         rec = certify_dataset(target, x, y, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
-                              bounds=Bounds(lo, hi), progress=not quiet)
+                              bounds=parse_bounds(bounds), progress=not quiet)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     rec.extra.update(extra)
     r = rec.to_json()
@@ -119,7 +110,7 @@ def robustify(
                           seed=seed)
         front, stats = settings.train(load_model(target), x, progress=not quiet)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     out_path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(torch.jit.trace(front, x[:2]), str(out_path))

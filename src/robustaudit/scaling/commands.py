@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from robustaudit.console import err, fail, out
 from robustaudit.errors import InputError
 from robustaudit.scaling.attack import scaling_attack
 from robustaudit.scaling.calibrate import DEFAULT_PERCENTILE, Thresholds, Verdict, calibrate
@@ -19,15 +19,8 @@ from robustaudit.scaling.images import benign_images, image_files, lossless, rea
 from robustaudit.scaling.scalers import LIBRARIES, METHODS, VULNERABLE, Scaler, Size, parse_size
 
 app = typer.Typer(no_args_is_help=True, help="Image-scaling attacks and their detection (Decamouflage).")
-err = Console(stderr=True)
-out = Console()
 ANY = "any"
 DEFAULT_BENIGN = 64  # bundled benign images used when detect is given no thresholds
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _scalers(library: str, method: str) -> list[Scaler]:
@@ -70,7 +63,7 @@ def attack(
         lossless(out_path)
         result = scaling_attack(src, tgt, scaler, eps=tol)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     write_image(out_path, result.image)
     table = Table(title=f"image-scaling attack, {scaler.name}, {src.shape[0]}x{src.shape[1]} -> {size}")
@@ -105,7 +98,7 @@ def calibrate_command(
         images = (read_image(f) for f in track(files, description="scoring benign images", console=err))
         th = calibrate(images, hw, scalers, percentile=percentile, vote=vote)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     th.save(out_path)
     out.print(f"thresholds from {len(files)} benign images ({percentile:g}th percentile) written to {out_path}: "
@@ -148,7 +141,7 @@ def detect(
             judge = th or _bundled_thresholds(im.shape[:2], hw, scalers)
             verdicts.append((f, judge.check(im)))
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     table = Table(title=f"image-scaling attack detection ({', '.join(s.name for s in scalers)} -> "
                         f"{hw[0]}x{hw[1]})")

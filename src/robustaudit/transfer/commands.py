@@ -7,30 +7,18 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from robustaudit.console import fail, out, parse_bounds
 from robustaudit.errors import InputError
 from robustaudit.models.base import GradModel
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
-from robustaudit.types import Access, Bounds, Norm
-
-err = Console(stderr=True)
-out = Console()
-
-
-def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+from robustaudit.types import Access, Norm
 
 
 def _threat(norm: str, eps: float, bounds: str) -> ThreatModel:
-    try:
-        lo, hi = (float(v) for v in bounds.split(","))
-    except ValueError:
-        raise InputError(f"--bounds must be LOW,HIGH, got {bounds!r}") from None
-    return ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=Bounds(lo, hi))
+    return ThreatModel(norm=Norm.parse(norm), eps=eps, bounds=parse_bounds(bounds))
 
 
 def _surrogate(spec: str, device: str | None) -> GradModel:
@@ -86,7 +74,7 @@ def transfer(
         record = transfer_audit(victim, models, attacks.split(","), x, y, threat, ensemble=ensemble, seed=seed,
                                 batch_size=batch_size, progress=not quiet)
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     r = {"target": target, "surrogate_files": names, "attacks": attacks.split(","), "seed": seed,
          **record.to_json()}
@@ -139,7 +127,7 @@ def online(
                               k=k, attack=attack, strategies=None if strategy is None else [strategy],
                               permutations=permutations, seed=seed, progress=not quiet)
     except InputError as e:
-        _fail(str(e))
+        fail(str(e))
         return
     r = record.to_json()
     table = Table(title=f"online attack, k={k} of {len(x)}, {permutations} stream orders, {record.attack} on "

@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from robustaudit.console import fail, out, parse_bounds
 from robustaudit.errors import InputError
-
-err = Console(stderr=True)
-out = Console()
 
 
 def topk(
@@ -41,12 +38,10 @@ def topk(
     from robustaudit.models.torch import TorchModel
     from robustaudit.run.data import load_npz
     from robustaudit.run.topk import load_targets, topk_audit
-    from robustaudit.types import Bounds
 
     try:
         s, t = (int(v) for v in budget.lower().split("x"))
         ks = [int(v) for v in k.split(",")]
-        lo, hi = (float(v) for v in bounds.split(","))
         unknown = [a for a in attacks.split(",") if a not in TOPK_ATTACKS]
         if unknown:
             raise InputError(f"unknown top-K attack {unknown[0]!r}: use {', '.join(TOPK_ATTACKS)}")
@@ -57,10 +52,10 @@ def topk(
             raise InputError("top-K attacks need a white-box PyTorch model (they split it at its last linear layer)")
         targets = None if topk_targets is None else load_targets(topk_targets, len(x))
         r = topk_audit(m.module, x.to(m.device), y.to(m.device), ks, chosen, targets=targets, layer=layer, seed=seed,
-                       batch_size=batch_size, bounds=Bounds(lo, hi), progress=not quiet)
+                       batch_size=batch_size, bounds=parse_bounds(bounds), progress=not quiet)
     except ValueError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        fail(str(e))
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "topk.json").write_text(json.dumps({"model": model, "data": str(data), **r}, indent=2))
     table = Table(title=f"ordered top-K attacks, {r['n']} examples, {r['classes']} classes, budget {budget}")
