@@ -125,7 +125,7 @@ def test_cli_writes_curves(tmp_path, demo_paths) -> None:
                                  "--eps", "1.5", "--budget", "300", "--data", str(small), "--out", str(out),
                                  "--quiet"])
     assert r.exit_code == 0, r.output
-    curves = json.loads((out / "curves.json").read_text())
+    curves = json.loads((out / "minnorm.json").read_text())
     assert set(curves) == {"cgba"} and set(curves["cgba"]) == {"100", "250"}
     values = [curves["cgba"][k] for k in ("100", "250")]
     assert all(isinstance(v, float) or v == "inf" for v in values)

@@ -98,6 +98,6 @@ def test_audit_a_model_served_by_mlserver(mlserver) -> None:
     threat = ThreatModel(eps=0.2, max_queries=50)
     rec = evaluate(remote, x, y, threat, [Square(n_queries=50)], seed=3)
     local = evaluate(as_score_only(TorchModel(net)), x, y, threat, [Square(n_queries=50)], seed=3)
-    assert [e["broken_by"] for e in rec.examples] == [e["broken_by"] for e in local.examples]
-    assert [e["queries"] for e in rec.examples] == [e["queries"] for e in local.examples]
+    assert [e.broken_by for e in rec.examples] == [e.broken_by for e in local.examples]
+    assert [e.queries for e in rec.examples] == [e.queries for e in local.examples]
     assert rec.attacks[0].broken > 0

@@ -60,7 +60,7 @@ def test_bad_onnx_inputs(onnx_file: str, tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_text("junk")
     for call in (lambda: load_model(str(tmp_path / "junk.onnx")), lambda: load_model(str(tmp_path / "none.onnx")),
                  lambda: load_model(onnx_file, access=Access.GRADIENTS),
-                 lambda: load_model(onnx_file, output_name="nope")):
+                 lambda: load_model(onnx_file, output_key="nope")):
         with pytest.raises(InputError):
             call()
 

@@ -40,8 +40,8 @@ def test_ray_equals_local(cluster, demo_paths, tmp_path: Path) -> None:
     assert store.done() == {0, 1, 2, 3}  # the driver wrote every shard as it arrived
     store.close()
     strip = ("linf", "l2")  # worker threads may round the last float bits differently
-    assert [{k: v for k, v in e.items() if k not in strip} for e in remote.examples] == \
-        [{k: v for k, v in e.items() if k not in strip} for e in local.examples]
-    assert np.allclose([e["linf"] for e in remote.examples], [e["linf"] for e in local.examples], atol=1e-6)
+    assert [{k: v for k, v in e.to_json().items() if k not in strip} for e in remote.examples] == \
+        [{k: v for k, v in e.to_json().items() if k not in strip} for e in local.examples]
+    assert np.allclose([e.linf for e in remote.examples], [e.linf for e in local.examples], atol=1e-6)
     assert remote.robust_accuracy == local.robust_accuracy
     assert json.dumps(remote.attacks[0].success_curve) == json.dumps(local.attacks[0].success_curve)

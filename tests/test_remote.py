@@ -84,11 +84,11 @@ def test_audit_through_serve_counts_what_the_server_saw(server: str, net_spec: s
     remote = RemoteModel(f"{server}/v2/models/model", token="s3cret", max_batch=16, concurrency=2)
     before = served_examples(server)
     rec = evaluate(remote, x, y, ThreatModel(eps=0.2, max_queries=60), [Square(n_queries=60)], seed=1)
-    assert sum(e["queries"] for e in rec.examples) == served_examples(server) - before
+    assert sum(e.queries for e in rec.examples) == served_examples(server) - before
     local = evaluate(as_score_only(load_model(net_spec)), x, y, ThreatModel(eps=0.2, max_queries=60),
                      [Square(n_queries=60)], seed=1)
-    assert [e["broken_by"] for e in rec.examples] == [e["broken_by"] for e in local.examples]
-    assert [e["queries"] for e in rec.examples] == [e["queries"] for e in local.examples]
+    assert [e.broken_by for e in rec.examples] == [e.broken_by for e in local.examples]
+    assert [e.queries for e in rec.examples] == [e.queries for e in local.examples]
 
 
 def test_server_protects_itself(server: str) -> None:
@@ -186,11 +186,11 @@ def test_faults_are_retried_and_counts_stay_exact(net_spec: str) -> None:
         remote = RemoteModel(faulty.url, max_batch=8, concurrency=2, timeout=0.3, retries=12, backoff=0.01)
         budget = 40
         rec = evaluate(remote, x, y, ThreatModel(eps=0.2, max_queries=budget), [Square(n_queries=budget)], seed=2)
-        assert sum(e["queries"] for e in rec.examples) == faulty.served
+        assert sum(e.queries for e in rec.examples) == faulty.served
         local = evaluate(as_score_only(TorchModel(net)), x, y, ThreatModel(eps=0.2, max_queries=budget),
                          [Square(n_queries=budget)], seed=2)
-        assert [e["queries"] for e in rec.examples] == [e["queries"] for e in local.examples]
-        assert max(e["queries"] for e in rec.examples) <= budget + 4
+        assert [e.queries for e in rec.examples] == [e.queries for e in local.examples]
+        assert max(e.queries for e in rec.examples) <= budget + 4
     finally:
         faulty.stop()
 

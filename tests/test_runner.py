@@ -33,9 +33,9 @@ def test_counts_equal_what_the_model_saw(trained_cnn, data) -> None:
     x, y = data
     counted = Counting(trained_cnn)
     rec = evaluate(TorchModel(counted), x, y, ThreatModel(eps=0.1), quick("pma", "apgd-t"), batch_size=16)
-    assert sum(e["queries"] for e in rec.examples) == counted.forward_rows
-    assert sum(e["gradients"] for e in rec.examples) == counted.backward_rows
-    assert all(e["queries"] >= 1 for e in rec.examples)
+    assert sum(e.queries for e in rec.examples) == counted.forward_rows
+    assert sum(e.gradients for e in rec.examples) == counted.backward_rows
+    assert all(e.queries >= 1 for e in rec.examples)
     # per attack: forwards and gradients add up to the per-example totals outside the clean pass and checks
     assert sum(a.gradients for a in rec.attacks) <= counted.backward_rows
 
@@ -52,14 +52,14 @@ def test_record_fields_and_monotone_cascade(trained_cnn, data) -> None:
     assert round(rec.robust_accuracy * rec.n) == n_correct - broken
     assert rec.robust_accuracy_ci95 == clopper_pearson(n_correct - broken, rec.n)
     for e in rec.examples:
-        clean_ok = e["clean_prediction"] == e["label"]
-        assert e["robust"] == (clean_ok and e["broken_by"] is None)
+        clean_ok = e.clean_prediction == e.label
+        assert e.robust == (clean_ok and e.broken_by is None)
         if not clean_ok:  # never attacked: only the clean pass and, maybe, the probe checks
-            assert e["gradients"] <= 1 + 10 and e["broken_by"] is None
-        if e["broken_by"]:
-            assert e["linf"] <= 0.1 + 1e-6
+            assert e.gradients <= 1 + 10 and e.broken_by is None
+        if e.broken_by:
+            assert e.linf <= 0.1 + 1e-6
         else:
-            assert e["linf"] == 0 and torch.equal(rec.x_adv[e["index"]], x[e["index"]])
+            assert e.linf == 0 and torch.equal(rec.x_adv[e.index], x[e.index])
 
 
 def test_ensemble_is_never_weaker_than_its_members(trained_cnn, data) -> None:
@@ -78,7 +78,7 @@ def test_same_seed_same_result_and_batch_size_invariance(trained_cnn, data) -> N
     threat = ThreatModel(norm="l2", eps=0.8)
     a = evaluate(TorchModel(trained_cnn), x, y, threat, quick("pma", "apgd-ce"), seed=5, batch_size=60)
     b = evaluate(TorchModel(trained_cnn), x, y, threat, quick("pma", "apgd-ce"), seed=5, batch_size=7)
-    assert [e["broken_by"] for e in a.examples] == [e["broken_by"] for e in b.examples]
+    assert [e.broken_by for e in a.examples] == [e.broken_by for e in b.examples]
     assert torch.allclose(a.x_adv, b.x_adv, atol=1e-5)
 
 
@@ -179,6 +179,6 @@ def test_the_budget_holds_per_example_across_the_cascade(trained_cnn, data) -> N
                    [Square(n_queries=30), NES(n_queries=1000, samples=6)], checks=False)
     assert rec.attacks[1].attacked > 0
     # clean pass and one verification come on top of the attacks' shared budget
-    assert max(e["queries"] for e in rec.examples) <= budget + 2
-    assert any(e["queries"] > 30 + 2 for e in rec.examples)  # NES did use what Square left
-    assert sum(e["queries"] for e in rec.examples) == counted.forward_rows
+    assert max(e.queries for e in rec.examples) <= budget + 2
+    assert any(e.queries > 30 + 2 for e in rec.examples)  # NES did use what Square left
+    assert sum(e.queries for e in rec.examples) == counted.forward_rows

@@ -23,19 +23,27 @@ PROBE = 16
 
 
 def model_checks(
-    model: LabelModel, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, threat: ThreatModel, seed: int
-) -> tuple[list[Flag], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the pre-attack checks on the first examples: (flags, probe positions, queries, gradients spent)."""
-    probe = torch.arange(min(PROBE, len(x)))
-    oracle = Oracle(model, len(probe))
+    run: Oracle, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, threat: ThreatModel, seed: int
+) -> list[Flag]:
+    """Run the pre-attack checks on the first examples that can pay for them, paid from `run` (the audit's
+    oracle over x)."""
+    model = run.model
+    cost = 3 if Access(model.access) >= Access.GRADIENTS else 2  # two identical queries, one gradient
+    everyone = torch.arange(len(x))
+    probe = everyone[run.affordable(everyone, cost).cpu()][:PROBE]
     flags: list[Flag] = []
+    if len(probe) == 0:
+        return [Flag("checks_skipped", f"no example had the {cost} queries of its budget the diagnostics need: "
+                                       "raise --budget to have the model checked")]
+    oracle = run.sub(probe)
+    positions = torch.arange(len(probe))
     xp, yp = x[probe].to(model.device), y[probe].to(model.device)
     if getattr(model, "was_training", False):
         flags.append(Flag("training_mode", "the model was handed over in training mode; robustaudit evaluated "
                                            "it in eval mode (dropout off, BatchNorm statistics frozen)"))
     buffers = _buffers(model)
     if Access(model.access) >= Access.SCORES:
-        first, second = oracle.scores(xp, probe), oracle.scores(xp, probe)
+        first, second = oracle.scores(xp, positions), oracle.scores(xp, positions)
         scale = 1.0 + float(first.abs().max())
         if not torch.allclose(first, second, rtol=0, atol=1e-4 * scale):
             flags.append(Flag("randomized", "two identical forward passes gave different outputs: the model is "
@@ -44,17 +52,18 @@ def model_checks(
             flags.append(Flag("probability_outputs", "the outputs look like probabilities, not logits: remove the "
                                                      "final softmax, or losses such as CE and DLR are distorted"))
     else:
-        if not torch.equal(oracle.labels(xp, probe), oracle.labels(xp, probe)):
+        if not torch.equal(oracle.labels(xp, positions), oracle.labels(xp, positions)):
             flags.append(Flag("randomized", "two identical queries gave different labels: the model is randomised"))
     if buffers and any(not torch.equal(a, b) for a, b in zip(buffers, _buffers(model), strict=True)):
         flags.append(Flag("buffer_updates", "a forward pass changed the model's buffers (BatchNorm statistics in "
                                             "training mode?): the model changes while it is attacked"))
     if Access(model.access) >= Access.GRADIENTS:
-        grad_flags = _gradient_checks(oracle, xp, yp, probe)
+        grad_flags = _gradient_checks(oracle, xp, yp, positions)
         flags += grad_flags
         if not any(f.code == "non_differentiable" for f in grad_flags):
-            flags += _large_eps_check(model, x, y, correct, threat, seed, oracle, probe)
-    return flags, probe, oracle.queries, oracle.gradients
+            flags += _large_eps_check(model, x[probe], y[probe], correct[probe], threat, seed, oracle, probe)
+    run.absorb(probe, oracle.queries, oracle.gradients)
+    return flags
 
 
 def cascade_flags(summaries: list[AttackSummary], requires: list[Access], n: int) -> list[Flag]:
@@ -107,20 +116,22 @@ def _large_eps_check(
     model: LabelModel, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, threat: ThreatModel, seed: int,
     oracle: Oracle, probe: torch.Tensor,
 ) -> list[Flag]:
-    """PGD-10 with an eps that covers the whole input box must break every probed example."""
-    sel = probe[correct[probe].cpu()]
-    if len(sel) == 0:
+    """PGD-10 with an eps that covers the whole input box must break every probed example (x, y, correct: the
+    probed examples; `probe`: their ids; `oracle`: theirs, paying for the attack)."""
+    pos = correct.cpu().nonzero()[:, 0]
+    pos = pos[oracle.affordable(pos, 2).cpu()]  # a gradient step and its verification at least
+    if len(pos) == 0:
         return []
     width = threat.bounds.width
     eps = width if threat.norm == Norm.LINF else width * math.sqrt(x[0].numel())
     big = ThreatModel(norm=threat.norm, eps=eps, bounds=threat.bounds)
-    everyone = torch.ones(len(sel), dtype=torch.bool)
-    res = PGD(steps=10)(model, x[sel], y[sel], big, seed=seed, ids=sel, attack_mask=everyone)
-    oracle.queries[sel] += res.queries
-    oracle.gradients[sel] += res.gradients
+    everyone = torch.ones(len(pos), dtype=torch.bool)
+    res = PGD(steps=10)(model, x[pos], y[pos], big, seed=seed, ids=probe[pos], attack_mask=everyone,
+                        budget=None if oracle.max_queries is None else oracle.remaining(pos))
+    oracle.absorb(pos, res.queries, res.gradients)
     left = int((~res.success).sum())
     if left:
         return [Flag("not_broken_at_large_eps", f"PGD at eps={eps:.3g}, which covers the whole input range, left "
-                                                f"{left} of {len(sel)} probed examples correctly classified: "
+                                                f"{left} of {len(pos)} probed examples correctly classified: "
                                                 "gradients are likely masked or the model ignores its input")]
     return []

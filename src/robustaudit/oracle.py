@@ -3,7 +3,9 @@
 It counts, per example, every forward pass (`queries`) and every forward+backward pass (`gradients`;
 each gradient's forward is also a query), and enforces a hard per-example query budget: a call that
 would take any example past its budget raises `BudgetExhausted` before the model runs, so attacks ask
-`affordable()` first and drop exhausted examples from their active set.
+`affordable()` first and drop exhausted examples from their active set. An audit keeps one oracle per
+shard: the clean check, target choice, labelling, diagnostics, every attack and every verification are
+paid from it (through `sub` oracles whose counts it `absorb`s), so the budget is the total per example.
 """
 
 from __future__ import annotations
@@ -33,6 +35,19 @@ class Oracle:
         self.max_queries = None if max_queries is None else torch.as_tensor(max_queries, dtype=torch.long).expand(n)
         self.queries = torch.zeros(n, dtype=torch.long)
         self.gradients = torch.zeros(n, dtype=torch.long)
+
+    def sub(self, idx: torch.Tensor) -> Oracle:
+        """An oracle for the examples at idx (addressed 0..len(idx)-1) that may spend what each has left here;
+        `absorb` adds what it spent back."""
+        left = None if self.max_queries is None else self.remaining(idx).clamp(min=0)
+        return Oracle(self.model, len(idx), max_queries=left)
+
+    def absorb(self, idx: torch.Tensor, queries: torch.Tensor, gradients: torch.Tensor | None = None) -> None:
+        """Add the passes spent on the examples at idx through another oracle (a sub-oracle, an attack's own)."""
+        i = idx.cpu()
+        self.queries[i] += queries.cpu()
+        if gradients is not None:
+            self.gradients[i] += gradients.cpu()
 
     def limit(self, max_queries: int) -> None:
         """Lower the per-example budget to an attack's own query cap (never raises it)."""

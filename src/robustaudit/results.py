@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -131,9 +131,39 @@ def _finite_or_str(v: float) -> float | str:
     return v if v != float("inf") else "inf"
 
 
-@dataclass
+@dataclass(frozen=True)
+class ExampleRecord:
+    """What the audit found for one example. `evaluated` is False when its query budget ran out before its clean
+    check (it is then neither robust nor broken). `extra` holds optional figures: `min_distance` (minimum-norm
+    attacks), `map_*` (interpreter similarity)."""
+
+    index: int
+    label: int
+    clean_prediction: int | None
+    robust: bool
+    broken_by: str | None
+    linf: float
+    l2: float
+    queries: int
+    gradients: int
+    evaluated: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return out | self.extra
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> ExampleRecord:
+        names = {f.name for f in fields(ExampleRecord)} - {"extra"}
+        return ExampleRecord(**{k: v for k, v in d.items() if k in names},
+                             extra={k: v for k, v in d.items() if k not in names})
+
+
+@dataclass(frozen=True)
 class EvalRecord:
-    """One evaluation: the headline figures, per-attack costs, diagnostics and one record per example."""
+    """One evaluation: the headline figures, per-attack costs, diagnostics and one record per example. Built
+    once (`dataclasses.replace` makes a changed copy); `from_json` reads one back (a resumed run's shards)."""
 
     n: int
     clean_accuracy: float
@@ -142,24 +172,32 @@ class EvalRecord:
     threat: dict[str, Any]
     attacks: list[AttackSummary]
     flags: list[Flag]
-    examples: list[dict[str, Any]]
+    examples: list[ExampleRecord]
     x_adv: torch.Tensor
     seed: int
     seconds: float
     model: str = "model"
     stopped: str | None = None  # why the audit stopped before every attack ran on every example
     data: dict[str, Any] = field(default_factory=dict)  # where the examples came from (source, class names...)
-    model_sha256: str | None = None  # the model file's identity, when it is a file
+    model_sha256: str | None = None  # the model's identity: its file's sha256, or its weights'
+    provenance: dict[str, Any] = field(default_factory=dict)  # versions, date, data hash, model and attack options
+    interpretation: dict[str, Any] | None = None  # --interpreter: how the broken examples' maps changed
 
     @property
     def complete(self) -> bool:
         return self.stopped is None
 
+    @property
+    def flag_codes(self) -> list[str]:
+        return [f.code for f in self.flags]
+
     def to_json(self) -> dict[str, Any]:
         return {
+            **self.provenance,
             "model": self.model,
             "model_sha256": self.model_sha256,
             "complete": self.complete,
+            "stopped": self.stopped,
             "n": self.n,
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,
@@ -170,5 +208,21 @@ class EvalRecord:
             "data": self.data,
             "attacks": [a.to_json() for a in self.attacks],
             "flags": [f.to_json() for f in self.flags],
-            "examples": self.examples,
+            **({} if self.interpretation is None else {"interpretation": self.interpretation}),
+            "examples": [e.to_json() for e in self.examples],
         }
+
+    @staticmethod
+    def from_json(state: dict[str, Any], x_adv: torch.Tensor) -> EvalRecord:
+        """The record `to_json` wrote (with each attack's `raw` data, as the store keeps it)."""
+        names = {f.name for f in fields(AttackSummary)}
+        attacks = [AttackSummary(**{k: v for k, v in a.items() if k in names and k != "norm_curve"})
+                   for a in state["attacks"]]
+        return EvalRecord(
+            n=state["n"], clean_accuracy=state["clean_accuracy"], robust_accuracy=state["robust_accuracy"],
+            robust_accuracy_ci95=tuple(state["robust_accuracy_ci95"]), threat=state["threat"], attacks=attacks,
+            flags=[Flag(**f) for f in state["flags"]], examples=[ExampleRecord.from_json(e) for e in state["examples"]],
+            x_adv=x_adv, seed=state["seed"], seconds=state["seconds"], model=state["model"],
+            stopped=state.get("stopped"), data=state.get("data", {}), model_sha256=state.get("model_sha256"),
+            interpretation=state.get("interpretation"),
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from scipy.stats import beta, binom
 
 
@@ -36,3 +38,25 @@ def paired_difference(b: int, c: int, n: int, confidence: float = 0.95) -> tuple
     lo, hi = clopper_pearson(b, b + c, confidence)
     scale = (b + c) / n
     return d, scale * (2 * lo - 1), scale * (2 * hi - 1)
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b: str = "B") -> dict[str, Any]:
+    """Two results.json documents on the same examples: robust accuracies with exact intervals, their paired
+    difference with its exact interval, and McNemar's exact test on the per-example outcomes."""
+    from robustaudit.errors import InputError
+
+    ea, eb = a["examples"], b["examples"]
+    if len(ea) != len(eb) or any(x["label"] != y["label"] for x, y in zip(ea, eb, strict=True)):
+        raise InputError(f"{name_a} and {name_b} are not on the same examples ({len(ea)} and {len(eb)} examples, "
+                         "or different labels): compare runs made on one data file")
+    n = len(ea)
+    only_a = sum(x["robust"] and not y["robust"] for x, y in zip(ea, eb, strict=True))
+    only_b = sum(y["robust"] and not x["robust"] for x, y in zip(ea, eb, strict=True))
+    d, lo, hi = paired_difference(only_a, only_b, n)
+    ra, rb = sum(x["robust"] for x in ea), sum(y["robust"] for y in eb)
+    return {
+        "n": n, "robust_accuracy_a": ra / n, "robust_accuracy_a_ci95": list(clopper_pearson(ra, n)),
+        "robust_accuracy_b": rb / n, "robust_accuracy_b_ci95": list(clopper_pearson(rb, n)),
+        "difference": d, "difference_ci95": [lo, hi], "robust_only_in_a": only_a, "robust_only_in_b": only_b,
+        "mcnemar_exact_p": mcnemar_exact(only_a, only_b),
+    }

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 import torch
 
 from robustaudit.errors import InputError
-from robustaudit.types import Bounds, Norm
+from robustaudit.types import Bounds, Norm, parse_number
 
 
 @dataclass(frozen=True)
 class ThreatModel:
     """Perturbations x' with ||x' - x||_norm <= eps and x' inside `bounds`.
 
+    `eps` is a number (a fraction string such as "8/255" is parsed too).
     `targeted=True` means success is reaching a given target class instead of leaving the true one.
     `max_queries` caps the forward passes an attack may spend per example (None: no cap).
     """
@@ -29,7 +30,7 @@ class ThreatModel:
         object.__setattr__(self, "norm", Norm.parse(self.norm))
         if isinstance(self.bounds, tuple | list):
             object.__setattr__(self, "bounds", Bounds(*self.bounds))
-        eps = float(self.eps)
+        eps = parse_number(self.eps)
         if not math.isfinite(eps) or eps <= 0:
             raise InputError(f"eps must be a finite number > 0, got {self.eps}")
         object.__setattr__(self, "eps", eps)

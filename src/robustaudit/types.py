@@ -47,3 +47,22 @@ class Bounds:
     @property
     def width(self) -> float:
         return self.high - self.low
+
+
+def parse_number(value: str | float, what: str = "eps") -> float:
+    """A number written as papers write it: `0.03`, `8/255`, `1e-3`."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        if "/" in text:
+            num, den = text.split("/")
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise InputError(f"{what} must be a number or a fraction such as 8/255, got {value!r}") from None
+
+
+def parse_numbers(text: str, what: str = "eps") -> list[float]:
+    """Comma-separated numbers or fractions: `2/255,4/255,0.05`."""
+    return [parse_number(v, what) for v in text.split(",")]

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar, final
 
 import torch
+from torch import nn
 
 from robustaudit.attacks.minnorm import MinNorm
 from robustaudit.errors import AccessError, InputError, VerificationError
 from robustaudit.models.base import LabelModel
+from robustaudit.models.load import as_model
 from robustaudit.ops import losses
 from robustaudit.ops.lp import NormOps, ops_for
 from robustaudit.ops.rng import per_example_noise
@@ -140,7 +142,7 @@ class Attack(ABC):
     @final
     def __call__(
         self,
-        model: LabelModel,
+        model: LabelModel | nn.Module,
         x: torch.Tensor,
         y: torch.Tensor,
         threat: ThreatModel,
@@ -158,11 +160,13 @@ class Attack(ABC):
         `ids` are stable example ids that key the randomness (default 0..n-1), so a result does not depend
         on the batch. `attack_mask` selects the examples known to be correctly classified; without it the
         clean prediction is computed here (one query each) and misclassified examples are not attacked.
-        `budget` gives each example's remaining queries (a cascade's budget); default: the threat's max_queries.
+        `budget` gives each example's remaining queries (what a cascade's total budget has left), everything of
+        this call included (clean check, attack, verification); default: the threat's max_queries.
         `starts` is a pool of (inputs, labels) that decision-based attacks may start from (`--starts`): for a
         targeted attack, inputs of the target classes.
         """
         start = time.perf_counter()
+        model = as_model(model)
         if Access(model.access) < self.requires:
             raise AccessError(
                 f"attack {self.name!r} needs {self.requires.name.lower()} access, but the model offers only "
@@ -178,19 +182,25 @@ class Attack(ABC):
         x, y = x.to(device), y.to(device)
         n = len(x)
         ids = torch.arange(n) if ids is None else ids.cpu()
-        overhead = torch.zeros(n, dtype=torch.long)
+        # every pass of this call (clean check, the attack, verification) is paid from one per-example budget
+        outer = Oracle(model, n, max_queries=threat.max_queries if budget is None else budget.cpu())
+        everyone = torch.arange(n, device=device)
         if attack_mask is None:
+            able = everyone[outer.affordable(everyone)]
+            pred = torch.full((n,), -1, dtype=torch.long, device=device)
             if Access(model.access) >= Access.SCORES:
-                scores = model.predict_scores(x)  # type: ignore[attr-defined]
-                num_classes, pred = scores.shape[1], scores.argmax(1)
+                scores = outer.scores(x[able], able)
+                if len(able):
+                    num_classes, pred[able] = scores.shape[1], scores.argmax(1).to(device)
             else:
-                pred = model.predict_labels(x)
-            overhead += 1
+                pred[able] = outer.labels(x[able], able).to(device)
             attack_mask = pred == y if target is None else (pred == y) & (target.to(device) != y)
         attack_mask = attack_mask.to(device).bool()
         sub = attack_mask.nonzero()[:, 0]
-        limit = threat.max_queries if budget is None else budget.cpu()[sub.cpu()]
-        oracle = Oracle(model, len(sub), max_queries=limit)
+        # run() may spend what is left but one query, kept for verifying a claimed success
+        oracle = outer.sub(sub)
+        if oracle.max_queries is not None:
+            oracle.max_queries = (oracle.max_queries - 1).clamp(min=0)
         ctx = Context(
             oracle=oracle,
             threat=threat,
@@ -204,7 +214,8 @@ class Attack(ABC):
         x_sub_adv, claimed = (x[sub], torch.zeros(0, dtype=torch.bool, device=device))
         if len(sub):
             x_sub_adv, claimed = self.run(ctx, x[sub], y[sub])
-        verified, failures = self._verify(model, x[sub], x_sub_adv, y[sub], claimed, ctx, overhead, sub)
+        outer.absorb(sub, oracle.queries, oracle.gradients)
+        verified, failures = self._verify(outer, x[sub], x_sub_adv, y[sub], claimed, ctx, sub)
         success = torch.zeros(n, dtype=torch.bool, device=device)
         success[sub] = verified
         x_adv = x.clone()
@@ -221,8 +232,8 @@ class Attack(ABC):
             x_adv=x_adv,
             success=success,
             attacked=attack_mask,
-            queries=overhead + spent,
-            gradients=_scatter(oracle.gradients, sub.cpu(), n),
+            queries=outer.queries,
+            gradients=outer.gradients,
             seconds=time.perf_counter() - start,
             attack_queries=spent,
             verification_failures=failures,
@@ -237,23 +248,22 @@ class Attack(ABC):
 
     def _verify(
         self,
-        model: LabelModel,
+        outer: Oracle,
         x: torch.Tensor,
         x_adv: torch.Tensor,
         y: torch.Tensor,
         claimed: torch.Tensor,
         ctx: Context,
-        overhead: torch.Tensor,
         sub: torch.Tensor,
     ) -> tuple[torch.Tensor, int]:
-        """Re-check every claimed success: a fresh forward pass, the eps-ball in float64 and the bounds."""
+        """Re-check every claimed success: a fresh forward pass (the query kept for it), the eps-ball in float64
+        and the bounds."""
         verified = claimed.clone()
         idx = claimed.nonzero()[:, 0]
         if len(idx) == 0:
             return verified, 0
         xa = x_adv[idx]
-        pred = model.predict_labels(xa)
-        overhead[sub[idx].cpu()] += 1
+        pred = outer.labels(xa, sub[idx])
         t = None if ctx.target is None else ctx.target[idx]
         ok = ctx.threat.success_of_labels(pred.to(y.device), y[idx], t)
         dist = ctx.ops.distance(xa.double(), x[idx].double())

@@ -27,7 +27,7 @@ from robustaudit.models.base import LabelModel
 from robustaudit.ops.rng import generator
 from robustaudit.ops.zo import coordinate_gradient, random_gradient
 from robustaudit.oracle import Oracle
-from robustaudit.run.runner import progress_bar
+from robustaudit.progress import progress_bar
 from robustaudit.types import Access
 
 ESTIMATORS = ("rge", "cge", "cge-forward", "fo")

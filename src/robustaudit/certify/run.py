@@ -12,7 +12,7 @@ import torch
 from robustaudit.certify.smoothing import ABSTAIN, Smoothed
 from robustaudit.models.base import LabelModel
 from robustaudit.oracle import Oracle
-from robustaudit.run.runner import progress_bar
+from robustaudit.progress import progress_bar
 from robustaudit.stats import clopper_pearson
 from robustaudit.types import Bounds
 from robustaudit.validate import check_inputs

@@ -35,31 +35,68 @@ def load_model(
     device: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    output_name: str | None = None,
+    output_key: str | None = None,
     remote: Mapping[str, Any] | None = None,
 ) -> LabelModel:
     """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded.
 
-    `remote` holds the `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs.
+    `output_key` names the output holding the scores: a field of a PyTorch forward's tuple/dict/object output, or
+    the output name of an ONNX graph or a remote model (default: found automatically). `remote` holds the
+    `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs.
     """
     model: LabelModel
     if spec.startswith(("http://", "https://")):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; a remote model normalises on its side")
-        model = RemoteModel(spec, output_name=output_name, **dict(remote or {}))
+        model = RemoteModel(spec, output_name=output_key, **dict(remote or {}))
     elif spec.endswith(".onnx"):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; an ONNX file must normalise inside its graph")
-        model = OnnxModel(spec, output_name=output_name)
+        model = OnnxModel(spec, output_name=output_key)
     else:
-        model = TorchModel(_load_module(spec, device), mean=mean, std=std, device=device, name=spec)
+        model = TorchModel(_load_module(spec, device), mean=mean, std=std, device=device, name=spec,
+                           output_key=output_key)
+    return downgrade(model, access, spec)
+
+
+def as_model(
+    model: str | Path | nn.Module | LabelModel,
+    *,
+    access: Access | None = None,
+    device: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    output_key: str | None = None,
+    remote: Mapping[str, Any] | None = None,
+) -> LabelModel:
+    """Whatever the user hands over as a model, at `access`: a spec or path (as `load_model`), a plain
+    `nn.Module` (white-box), or one of our model wrappers (used as it is, downgraded if asked)."""
+    if isinstance(model, str | Path):
+        return load_model(str(model), access=access, device=device, mean=mean, std=std, output_key=output_key,
+                          remote=remote)
+    if isinstance(model, nn.Module):
+        m: LabelModel = TorchModel(model, mean=mean, std=std, device=device, name=type(model).__name__,
+                                   output_key=output_key)
+    elif isinstance(model, LabelModel):
+        if mean is not None or std is not None or output_key is not None:
+            raise InputError("mean/std/output_key apply when robustaudit wraps the model: give the nn.Module or a "
+                             "path, or set them on the wrapper")
+        m = model
+    else:
+        raise InputError(f"cannot audit a {type(model).__name__}: give a torch.nn.Module, a model file or URL, or a "
+                         "robustaudit model wrapper")
+    return downgrade(m, access, getattr(m, "name", "the model"))
+
+
+def downgrade(model: LabelModel, access: Access | None, name: str) -> LabelModel:
+    """`model` seen at `access` (default: as offered); asking for more than it offers is an error."""
     offered = Access(model.access)
     if access is None or access == offered:
         return model
     if access > offered:
-        raise InputError(f"{spec} offers {offered.name.lower()} access at most, not {access.name.lower()}")
+        raise InputError(f"{name} offers {offered.name.lower()} access at most, not {access.name.lower()}")
     if access == Access.SCORES:
-        return as_score_only(model)
+        return as_score_only(model)  # type: ignore[arg-type]
     return as_label_only(model)
 
 

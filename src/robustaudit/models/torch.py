@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from robustaudit.errors import InputError
+from robustaudit.models.outputs import extract_scores
 from robustaudit.types import Access
 
 
@@ -31,6 +32,8 @@ class TorchModel:
 
     The module is put in eval mode; `was_training` remembers whether it arrived in training mode so the
     diagnostics can say so. Score and label queries run under `torch.inference_mode()`.
+    `output_key` names the field of the forward's output that holds the scores (a dict key, an attribute or a
+    tuple position); by default a tensor is used as is, else `logits`, else the only or first tensor.
     `channels_last` (default: when the module holds 4-D weights, i.e. 2-D convolutions) moves the module's
     weights and every image batch to the channels-last memory layout, which oneDNN and cuDNN convolve
     faster (2.2x on the demo CNN on 2 CPU cores); the values computed are the same up to float rounding.
@@ -47,6 +50,7 @@ class TorchModel:
         device: str | torch.device | None = None,
         name: str = "model",
         channels_last: bool | None = None,
+        output_key: str | None = None,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
@@ -65,17 +69,18 @@ class TorchModel:
         # a torch.export program refuses eval(): its mode was fixed when it was exported
         self.was_training = set_eval(self.module) and was_training
         self.name = name
+        self.output_key = output_key
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(self._input(x))
+        return extract_scores(self.module(self._input(x)), self.output_key)
 
     def predict_scores(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.module(self._input(x)).float()
+            return self.logits(x).float()
 
     def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict_scores(x).argmax(1)

@@ -35,7 +35,7 @@ def robustness_curve(
         if attacked:
             rec = evaluate(model, x[alive], y[alive], dataclasses.replace(threat, eps=e), attacks,
                            seed=derive_seed(seed, "eps", e), checks=checks and k == 0, **options)
-            alive = alive[torch.tensor([ex["robust"] for ex in rec.examples], dtype=torch.bool)]
+            alive = alive[torch.tensor([ex.robust for ex in rec.examples], dtype=torch.bool)]
         rows.append({"eps": e, "robust_accuracy": len(alive) / n,
                      "robust_accuracy_ci95": list(clopper_pearson(len(alive), n)), "attacked": attacked})
     return rows

@@ -7,17 +7,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.checks import cascade_flags, model_checks
 from robustaudit.errors import AccessError, InputError, RemoteError
 from robustaudit.models.base import LabelModel
+from robustaudit.models.load import as_model
 from robustaudit.ops.lp import ops_for
 from robustaudit.ops.rng import derive_seed
-from robustaudit.results import AttackSummary, EvalRecord, Flag
+from robustaudit.oracle import Oracle
+from robustaudit.progress import progress_bar
+from robustaudit.results import AttackSummary, EvalRecord, ExampleRecord, Flag
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Norm
@@ -51,7 +53,7 @@ def check_attacks(model: LabelModel, threat: ThreatModel, attacks: str | Sequenc
 
 
 def evaluate(
-    model: LabelModel,
+    model: LabelModel | nn.Module,
     x: torch.Tensor | np.ndarray,
     y: torch.Tensor | np.ndarray,
     threat: ThreatModel,
@@ -68,37 +70,33 @@ def evaluate(
     """Clean accuracy, then each attack on the examples every earlier attack failed on; one record per example.
 
     Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
-    (clean prediction, checks, attacks, verification) is counted in its record. `starts` is a pool of
-    (inputs, labels) decision-based attacks may start from; `spent` counts queries already made per example
-    (choosing targets) into its record.
+    (clean prediction, checks, attacks, verification) is paid from one oracle, within the threat's
+    `max_queries` per example in all. `starts` is a pool of (inputs, labels) decision-based attacks may start
+    from; `spent` counts queries already made per example (choosing targets, labelling) into its record and
+    budget; an example with no budget left for its clean check is not evaluated (neither robust nor broken).
     """
     start = time.perf_counter()
+    model = as_model(model)
     xt, yt, attack_list = prepare(model, x, y, threat, attacks)
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
     n = len(xt)
-    queries = torch.zeros(n, dtype=torch.long)
-    gradients = torch.zeros(n, dtype=torch.long)
-    clean_pred, num_classes = _clean_pass(model, xt, batch_size)
-    queries += 1
+    everyone = torch.arange(n)
+    oracle = Oracle(model, n, max_queries=threat.max_queries)
     if spent is not None:
-        queries += spent.cpu()
+        oracle.absorb(everyone, spent)
+    evaluated = oracle.affordable(everyone).cpu()
+    clean_pred, num_classes = _clean_pass(oracle, xt, everyone[evaluated], batch_size)
     if num_classes is not None:
         check_labels(yt, num_classes)
         if target is not None and bool(((target < 0) | (target >= num_classes)).any()):
             raise InputError(f"target classes must lie in 0..{num_classes - 1}: the model has {num_classes} classes")
-    correct = clean_pred == yt
+    correct = (clean_pred == yt) & evaluated
     if target is not None:
         correct &= target.cpu() != yt
-    flags: list[Flag] = []
-    if checks:
-        flags, probe, q, g = model_checks(model, xt, yt, correct, threat, seed)
-        queries[probe] += q
-        gradients[probe] += g
+    flags = model_checks(oracle, xt, yt, correct, threat, seed) if checks else []
     robust = correct.clone()
     stopped: str | None = None
-    # the query budget holds per example across the whole cascade: each attack gets what is left
-    left = None if threat.max_queries is None else torch.full((n,), threat.max_queries, dtype=torch.long)
     broken_by: list[str | None] = [None] * n
     min_distance = torch.full((n,), float("inf"), dtype=torch.float64)
     x_adv = xt.clone()
@@ -107,7 +105,7 @@ def evaluate(
         for attack in attack_list:
             todo = robust.nonzero()[:, 0]
             summary = AttackSummary(attack.name, attacked=len(todo), broken=0, seconds=0.0, gradients=0, forwards=0)
-            spent, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
+            used, broken = torch.zeros(len(todo), dtype=torch.long), torch.zeros(len(todo), dtype=torch.bool)
             done = 0
             distance_at: dict[int, list[torch.Tensor]] = {}
             task = bar.add_task(attack.name, total=len(todo))
@@ -117,24 +115,21 @@ def evaluate(
                         model, xt[batch], yt[batch], threat, seed=derive_seed(seed, attack.name), ids=batch,
                         attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
                         target=None if target is None else target[batch],
-                        budget=None if left is None else left[batch],
+                        budget=None if oracle.max_queries is None else oracle.remaining(batch),
                         starts=starts,
                     )
                 except RemoteError as e:  # keep what was done: the finished batches stand
                     stopped = f"{attack.name} stopped at example {int(batch[0])}: {e}"
                     break
+                oracle.absorb(batch, res.queries, res.gradients)
                 ok = res.success.cpu()
                 robust[batch[ok]] = False
                 x_adv[batch[ok]] = res.x_adv.cpu()[ok]
                 for i in batch[ok].tolist():
                     broken_by[i] = attack.name
-                queries[batch] += res.queries
-                gradients[batch] += res.gradients
                 summary.broken += int(ok.sum())
                 if res.attack_queries is not None:
-                    spent[done:done + len(batch)] = res.attack_queries
-                    if left is not None:
-                        left[batch] -= res.attack_queries
+                    used[done:done + len(batch)] = res.attack_queries
                 broken[done:done + len(batch)] = ok
                 if res.min_distance is not None and res.distance_at is not None:
                     min_distance[batch] = torch.minimum(min_distance[batch], res.min_distance)
@@ -147,7 +142,7 @@ def evaluate(
                 summary.verification_failures += res.verification_failures
                 summary.notes += [m for m in res.notes if m not in summary.notes]
                 bar.update(task, advance=len(batch), description=f"{attack.name}  robust {int(robust.sum())}/{n}")
-            summary.raw = {"spent": spent[:done].tolist(), "broken": broken[:done].tolist(),
+            summary.raw = {"spent": used[:done].tolist(), "broken": broken[:done].tolist(),
                            "distance_at": {str(b): torch.cat(d).tolist() for b, d in distance_at.items()}}
             summary.add_statistics(threat.max_queries)
             summaries.append(summary)
@@ -157,26 +152,24 @@ def evaluate(
     if stopped:
         flags.append(Flag("incomplete", f"the audit stopped early ({stopped}); examples not attacked by every "
                                         "attack count as robust, so the robust accuracy is an upper bound"))
+    if not bool(evaluated.all()):
+        flags.append(Flag("not_evaluated", f"{int((~evaluated).sum())} examples had no query of their budget left "
+                                           "for their clean check (choosing targets or labels took it): they were "
+                                           "not evaluated and count as not robust"))
     n_robust = int(robust.sum())
     linf = ops_for(Norm.LINF).distance(x_adv.double(), xt.double())
     l2 = ops_for(Norm.L2).distance(x_adv.double(), xt.double())
+    minimum_norm = any(a.norm_curve for a in summaries)  # a minimum-norm attack ran: its smallest distance
     examples = [
-        {
-            "index": i,
-            "label": int(yt[i]),
-            "clean_prediction": int(clean_pred[i]),
-            "robust": bool(robust[i]),
-            "broken_by": broken_by[i],
-            "linf": float(linf[i]),
-            "l2": float(l2[i]),
-            "queries": int(queries[i]),
-            "gradients": int(gradients[i]),
-        }
+        ExampleRecord(
+            index=i, label=int(yt[i]), clean_prediction=int(clean_pred[i]) if evaluated[i] else None,
+            robust=bool(robust[i]), broken_by=broken_by[i], linf=float(linf[i]), l2=float(l2[i]),
+            queries=int(oracle.queries[i]), gradients=int(oracle.gradients[i]), evaluated=bool(evaluated[i]),
+            extra={"min_distance": float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None}
+            if minimum_norm else {},
+        )
         for i in range(n)
     ]
-    if any(a.norm_curve for a in summaries):  # a minimum-norm attack ran: its smallest distance per example
-        for i, rec in enumerate(examples):
-            rec["min_distance"] = float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None
     return EvalRecord(
         n=n,
         clean_accuracy=int(correct.sum()) / n,
@@ -194,33 +187,28 @@ def evaluate(
     )
 
 
-def _clean_pass(model: LabelModel, x: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int | None]:
-    """Clean predictions (one query per example) and the number of classes when scores are visible."""
-    preds, num_classes = [], None
-    for xb in x.split(batch_size):
-        xb = xb.to(model.device)
+def _clean_pass(oracle: Oracle, x: torch.Tensor, idx: torch.Tensor, batch_size: int,
+                ) -> tuple[torch.Tensor, int | None]:
+    """Clean predictions of the examples at idx (one query each; -1 elsewhere) and the number of classes when
+    scores are visible."""
+    model = oracle.model
+    preds, num_classes = torch.full((len(x),), -1, dtype=torch.long), None
+    for b in idx.split(batch_size):
+        xb = x[b].to(model.device)
         try:
             if Access(model.access) >= Access.SCORES:
-                z = model.predict_scores(xb)  # type: ignore[attr-defined]
+                z = oracle.scores(xb, b)
                 if z.dim() != 2 or len(z) != len(xb):
                     raise InputError(f"the model must return one row of scores per example, got shape "
                                      f"{tuple(z.shape)} for {len(xb)} inputs")
                 num_classes = z.shape[1]
-                preds.append(z.argmax(1).cpu())
+                preds[b] = z.argmax(1).cpu()
             else:
-                preds.append(model.predict_labels(xb).cpu())
+                preds[b] = oracle.labels(xb, b).cpu()
         except InputError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure of the user's model on the user's data
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-            raise InputError(f"the model failed on inputs of shape {tuple(xb.shape[1:])}: {msg}; check that the "
-                             "data has the layout the model expects") from None
-    return torch.cat(preds), num_classes
-
-
-def progress_bar(enabled: bool) -> Progress:
-    """A progress bar on stderr (drawing nothing when not `enabled`)."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), disable=not enabled,
-    )
+            raise InputError(f"the model failed on inputs of shape {tuple(xb.shape[1:])} ({type(e).__name__}: "
+                             f"{msg}); check that the data has the layout the model expects") from None
+    return preds, num_classes

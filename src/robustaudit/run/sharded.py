@@ -3,6 +3,7 @@ seed and the shard index) and committed to the store as it finishes; the run's r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -12,10 +13,12 @@ import torch
 from robustaudit.attacks.base import Attack
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
-from robustaudit.results import AttackSummary, EvalRecord, Flag
+from robustaudit.oracle import Oracle
+from robustaudit.progress import progress_bar
+from robustaudit.results import AttackSummary, EvalRecord, ExampleRecord, Flag
 from robustaudit.run.backends import LocalBackend, RayBackend, ShardJob
 from robustaudit.run.data import Source
-from robustaudit.run.runner import check_attacks, progress_bar
+from robustaudit.run.runner import check_attacks
 from robustaudit.run.store import Store
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
@@ -65,13 +68,14 @@ def evaluate_sharded(
             extra = None if spent is None else spent[a:b].clone()
             if ys is None:  # the million-scale protocol: the model's own clean predictions are the labels
                 unlabeled = True
-                ys = model.predict_labels(xs.to(model.device)).cpu()
-                extra = (torch.zeros(b - a, dtype=torch.long) if extra is None else extra) + 1
+                labeller = Oracle(model, b - a)
+                ys = labeller.labels(xs.to(model.device), torch.arange(b - a)).cpu()
+                extra = labeller.queries if extra is None else extra + labeller.queries
             yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
                            None if target is None else target[a:b], extra, options)
 
     seen = sum(r.n for r in records.values())  # running totals for the bar, counted once per shard
-    robust = sum(e["robust"] for r in records.values() for e in r.examples)
+    robust = sum(e.robust for r in records.values() for e in r.examples)
     with progress_bar(progress) as bar:
         task = bar.add_task("shards", total=n, completed=seen)
         for s, rec in (backend or LocalBackend(model)).run(jobs()):
@@ -79,7 +83,7 @@ def evaluate_sharded(
                 store.put(s, rec)
             records[s] = rec
             seen += rec.n
-            robust += sum(e["robust"] for e in rec.examples)
+            robust += sum(e.robust for e in rec.examples)
             bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
             if not rec.complete:
                 break
@@ -91,21 +95,21 @@ def evaluate_sharded(
         if not records[s].complete:
             break
     record = merge(parts, threat, seed)
-    record.data = dict(data.info)
+    info = dict(data.info)
     if unlabeled or any(f.code == "unlabeled" for f in record.flags):
-        record.data["labels"] = "clean predictions of the model"
-    return record
+        info["labels"] = "clean predictions of the model"
+    return dataclasses.replace(record, data=info)
 
 
 def merge(parts: list[EvalRecord], threat: ThreatModel, seed: int) -> EvalRecord:
     """One record from the records of consecutive shards: examples re-indexed, figures recomputed exactly."""
-    examples: list[dict[str, Any]] = []
+    examples: list[ExampleRecord] = []
     for p in parts:
         offset = len(examples)
-        examples += [{**e, "index": e["index"] + offset} for e in p.examples]
+        examples += [dataclasses.replace(e, index=e.index + offset) for e in p.examples]
     n = len(examples)
     n_clean = sum(round(p.clean_accuracy * p.n) for p in parts)
-    n_robust = sum(e["robust"] for e in examples)
+    n_robust = sum(e.robust for e in examples)
     names: list[str] = []
     for p in parts:
         names += [a.name for a in p.attacks if a.name not in names]

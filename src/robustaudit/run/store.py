@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from robustaudit.errors import InputError
-from robustaudit.results import AttackSummary, EvalRecord, Flag
+from robustaudit.results import EvalRecord
 
 STORE_NAME = "store.sqlite"
 
@@ -59,7 +58,6 @@ class Store:
         np.save(buf, record.x_adv.numpy(), allow_pickle=False)
         state = record.to_json()
         state["attacks"] = [{**a.to_json(), "raw": a.raw} for a in record.attacks]
-        state["stopped"] = record.stopped
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?)", (shard, json.dumps(state),
                                                                                 buf.getvalue()))
@@ -68,16 +66,5 @@ class Store:
         row = self._db.execute("SELECT record, x_adv FROM shards WHERE shard = ?", (shard,)).fetchone()
         if row is None:
             raise KeyError(shard)
-        state = json.loads(row[0])
-        names = {f.name for f in fields(AttackSummary)}
-        attacks = []
-        for a in state["attacks"]:
-            summary = AttackSummary(**{k: v for k, v in a.items() if k in names and k != "norm_curve"})
-            attacks.append(summary)
-        return EvalRecord(
-            n=state["n"], clean_accuracy=state["clean_accuracy"], robust_accuracy=state["robust_accuracy"],
-            robust_accuracy_ci95=tuple(state["robust_accuracy_ci95"]), threat=state["threat"], attacks=attacks,
-            flags=[Flag(**f) for f in state["flags"]], examples=state["examples"],
-            x_adv=torch.from_numpy(np.load(io.BytesIO(row[1]), allow_pickle=False)), seed=state["seed"],
-            seconds=state["seconds"], model=state["model"], stopped=state["stopped"],
-        )
+        return EvalRecord.from_json(json.loads(row[0]),
+                                    torch.from_numpy(np.load(io.BytesIO(row[1]), allow_pickle=False)))

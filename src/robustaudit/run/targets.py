@@ -7,6 +7,7 @@ import torch
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops.rng import generator
+from robustaudit.oracle import Oracle
 from robustaudit.types import Access
 
 
@@ -22,29 +23,27 @@ def choose_targets(
     scores, else `num_classes`, else the largest label + 1).
     """
     n = len(y)
-    spent = torch.zeros(n, dtype=torch.long)
+    oracle = Oracle(model, n)
     if how == "second":
         if Access(model.access) < Access.SCORES:
             raise InputError("--target second needs one score query per example, but the model offers only labels; "
                              "give --target-class N or --target random")
-        z = torch.cat([model.predict_scores(xb.to(model.device)).cpu()  # type: ignore[attr-defined]
-                       for xb in x.split(batch_size)])
-        spent += 1
-        return z.topk(2, dim=1).indices[:, 1], spent
+        z = torch.cat([oracle.scores(xb.to(model.device), idx).cpu()
+                       for xb, idx in zip(x.split(batch_size), torch.arange(n).split(batch_size), strict=True)])
+        return z.topk(2, dim=1).indices[:, 1], oracle.queries
     if how == "random":
         k = num_classes
         if k is None and Access(model.access) >= Access.SCORES:
-            k = int(model.predict_scores(x[:1].to(model.device)).shape[1])  # type: ignore[attr-defined]
-            spent[0] += 1
+            k = int(oracle.scores(x[:1].to(model.device), torch.zeros(1, dtype=torch.long)).shape[1])
         k = k if k is not None else int(y.max()) + 1
         if k < 2:
             raise InputError("a random target needs at least 2 classes")
         shift = torch.randint(1, k, (n,), generator=generator(seed, "targets"))
-        return (y + shift) % k, spent
+        return (y + shift) % k, oracle.queries
     try:
         cls = int(how)
     except ValueError:
         raise InputError(f"--target must be a class index, 'second' or 'random', got {how!r}") from None
     if cls < 0:
         raise InputError(f"the target class must be >= 0, got {cls}")
-    return torch.full((n,), cls, dtype=torch.long), spent
+    return torch.full((n,), cls, dtype=torch.long), oracle.queries

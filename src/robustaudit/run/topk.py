@@ -14,7 +14,7 @@ from robustaudit.attacks.topk import FeatureSplit, OrderedTopKAttack
 from robustaudit.errors import InputError
 from robustaudit.models.torch import set_eval
 from robustaudit.ops.rng import generator
-from robustaudit.run.runner import progress_bar
+from robustaudit.progress import progress_bar
 from robustaudit.stats import clopper_pearson
 from robustaudit.types import Bounds
 from robustaudit.validate import check_inputs

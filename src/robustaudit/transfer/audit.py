@@ -23,7 +23,7 @@ from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.ops.lp import ops_for
 from robustaudit.ops.rng import per_example_noise
 from robustaudit.oracle import Oracle
-from robustaudit.run.runner import progress_bar
+from robustaudit.progress import progress_bar
 from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Norm

@@ -1,4 +1,4 @@
-"""`robustaudit scaling attack | calibrate | detect`."""
+"""`robustaudit scaling attack | calibrate | detect`: image-scaling attacks and their detection."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from rich.progress import track
 from rich.table import Table
 
-from robustaudit.console import err, fail, out
+from robustaudit.cli.common import command, err, floats, out
 from robustaudit.errors import InputError
 from robustaudit.scaling.attack import scaling_attack
 from robustaudit.scaling.calibrate import DEFAULT_PERCENTILE, Thresholds, Verdict, calibrate
@@ -40,7 +40,7 @@ MethodOpt = Annotated[str, typer.Option(help="nearest | bilinear | bicubic | are
 SizeOpt = Annotated[str, typer.Option(help="the model's input size, HxW, e.g. 224x224")]
 
 
-@app.command()
+@command(app)
 def attack(
     source: Annotated[Path, typer.Option(help="the full-size image a person sees")],
     target: Annotated[Path, typer.Option(help="the image the model should see (resized to --size if needed)")],
@@ -52,19 +52,15 @@ def attack(
 ) -> None:
     """Hide TARGET in SOURCE so that the pipeline's resize to --size shows TARGET (Xiao et al. 2019, QP form).
     Exit code 0 when the attack succeeded, 1 when the scaler is not vulnerable (the closest image is written)."""
-    try:
-        hw = parse_size(size)
-        scaler = Scaler(library, method)
-        tol = [float(v) for v in eps.split(",")]
-        src, tgt = read_image(source), read_image(target)
-        if tgt.shape[:2] != hw:
-            err.print(f"note: target is {tgt.shape[0]}x{tgt.shape[1]}; resized to {size} with area interpolation")
-            tgt = Scaler("pillow", "area").resize(tgt, hw)
-        lossless(out_path)
-        result = scaling_attack(src, tgt, scaler, eps=tol)
-    except ValueError as e:
-        fail(str(e))
-        return
+    hw = parse_size(size)
+    scaler = Scaler(library, method)
+    tol = floats(eps, "--eps") or []
+    src, tgt = read_image(source), read_image(target)
+    if tgt.shape[:2] != hw:
+        err.print(f"note: target is {tgt.shape[0]}x{tgt.shape[1]}; resized to {size} with area interpolation")
+        tgt = Scaler("pillow", "area").resize(tgt, hw)
+    lossless(out_path)
+    result = scaling_attack(src, tgt, scaler, eps=tol)
     write_image(out_path, result.image)
     table = Table(title=f"image-scaling attack, {scaler.name}, {src.shape[0]}x{src.shape[1]} -> {size}")
     table.add_column("compared")
@@ -80,7 +76,7 @@ def attack(
         raise typer.Exit(code=1)
 
 
-@app.command("calibrate")
+@command(app, "calibrate")
 def calibrate_command(
     benign: Annotated[list[Path], typer.Option(help="benign images: folders or files (repeat the option)")],
     size: SizeOpt,
@@ -92,14 +88,10 @@ def calibrate_command(
     vote: Annotated[int, typer.Option(help="detectors that must agree to flag an image (1 to 3)")] = 2,
 ) -> None:
     """Set the detectors' thresholds from benign images alone (a percentile of each score) and save them."""
-    try:
-        hw, scalers = parse_size(size), _scalers(library, method)
-        files = image_files(benign)
-        images = (read_image(f) for f in track(files, description="scoring benign images", console=err))
-        th = calibrate(images, hw, scalers, percentile=percentile, vote=vote)
-    except ValueError as e:
-        fail(str(e))
-        return
+    hw, scalers = parse_size(size), _scalers(library, method)
+    files = image_files(benign)
+    images = (read_image(f) for f in track(files, description="scoring benign images", console=err))
+    th = calibrate(images, hw, scalers, percentile=percentile, vote=vote)
     th.save(out_path)
     out.print(f"thresholds from {len(files)} benign images ({percentile:g}th percentile) written to {out_path}: "
               f"rescaling {th.rescaling}, filtering {th.filtering:.1f}, steganalysis {th.steganalysis:g}",
@@ -113,7 +105,7 @@ def _bundled_thresholds(shape: Size, size: Size, scalers: tuple[Scaler, ...]) ->
     return calibrate(benign_images(DEFAULT_BENIGN, shape, seed=0), size, list(scalers))
 
 
-@app.command()
+@command(app)
 def detect(
     images: Annotated[list[Path], typer.Argument(help="images or folders of images to check")],
     size: Annotated[str | None, typer.Option(help="the model's input size, HxW (default: the thresholds')")] = None,
@@ -125,24 +117,20 @@ def detect(
     = None,
 ) -> None:
     """Score each image with the three detectors; exit code 1 when any image is flagged (0: all clean)."""
-    try:
-        th = Thresholds.load(thresholds) if thresholds else None
-        if th is None and size is None:
-            raise InputError("give --size (the model's input size) or --thresholds")
-        hw = parse_size(size) if size else th.size if th else (0, 0)
-        if th is not None and hw != th.size:
-            raise InputError(f"--size {size} differs from the thresholds' {th.size[0]}x{th.size[1]}; "
-                             "calibrate for this size")
-        scalers = tuple(th.scalers if th else _scalers(library, method))
-        files = image_files(images)
-        verdicts: list[tuple[Path, Verdict]] = []
-        for f in files:
-            im = read_image(f)
-            judge = th or _bundled_thresholds(im.shape[:2], hw, scalers)
-            verdicts.append((f, judge.check(im)))
-    except ValueError as e:
-        fail(str(e))
-        return
+    th = Thresholds.load(thresholds) if thresholds else None
+    if th is None and size is None:
+        raise InputError("give --size (the model's input size) or --thresholds")
+    hw = parse_size(size) if size else th.size if th else (0, 0)
+    if th is not None and hw != th.size:
+        raise InputError(f"--size {size} differs from the thresholds' {th.size[0]}x{th.size[1]}; "
+                         "calibrate for this size")
+    scalers = tuple(th.scalers if th else _scalers(library, method))
+    files = image_files(images)
+    verdicts: list[tuple[Path, Verdict]] = []
+    for f in files:
+        im = read_image(f)
+        judge = th or _bundled_thresholds(im.shape[:2], hw, scalers)
+        verdicts.append((f, judge.check(im)))
     table = Table(title=f"image-scaling attack detection ({', '.join(s.name for s in scalers)} -> "
                         f"{hw[0]}x{hw[1]})")
     for col in ("image", "rescaling ratio", "filtering MSE", "spectrum peaks", "verdict"):

@@ -1,0 +1,197 @@
+"""What every command shares: the consoles, the one InputError -> exit 2 handler, and the option groups every
+command that takes a model (or data) declares the same way, parsed here once."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from robustaudit.api import DataOptions
+from robustaudit.errors import InputError
+from robustaudit.types import Bounds, parse_number
+
+err = Console(stderr=True)
+out = Console()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with code 2 (bad input)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The options of every command that loads a model: normalisation, output field, device, remote settings."""
+
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    output_key: str | None = None
+    device: str | None = None
+    remote: dict[str, Any] | None = None
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `load_model` / `as_model` / `audit`."""
+        return {"mean": self.mean, "std": self.std, "output_key": self.output_key, "device": self.device,
+                "remote": self.remote}
+
+
+def _model_params() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("mean", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            help="per-channel mean to normalise with inside the model, e.g. 0.485,0.456,0.406", rich_help_panel=_M)]),
+        inspect.Parameter("std", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            help="per-channel std, given with --mean", rich_help_panel=_M)]),
+        inspect.Parameter("output_key", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            "--output-key", "--output-name", help="the output holding the scores: a field of a tuple/dict/object "
+            "returned by a PyTorch forward (default: the tensor, else 'logits', else the first tensor), or an "
+            "ONNX / remote output name (default: the first)", rich_help_panel=_M)]),
+        inspect.Parameter("device", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            help="torch device (default: the model's)", rich_help_panel=_M)]),
+    ]
+
+
+def _remote_params() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("max_batch", kw, default=256, annotation=Annotated[int, typer.Option(
+            help="remote model: examples per request", rich_help_panel=_R)]),
+        inspect.Parameter("concurrency", kw, default=1, annotation=Annotated[int, typer.Option(
+            help="remote model: requests in flight", rich_help_panel=_R)]),
+        inspect.Parameter("rate", kw, default=None, annotation=Annotated[float | None, typer.Option(
+            help="remote model: at most this many requests per second", rich_help_panel=_R)]),
+        inspect.Parameter("timeout", kw, default=30.0, annotation=Annotated[float, typer.Option(
+            help="remote model: seconds per request", rich_help_panel=_R)]),
+        inspect.Parameter("retries", kw, default=5, annotation=Annotated[int, typer.Option(
+            help="remote model: retries of a failed request", rich_help_panel=_R)]),
+        inspect.Parameter("token", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            help="remote model: bearer token (or set ROBUSTAUDIT_TOKEN)", envvar="ROBUSTAUDIT_TOKEN",
+            rich_help_panel=_R)]),
+    ]
+
+
+def _data_params() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("size", kw, default=None, annotation=Annotated[str | None, typer.Option(
+            help="image folder / Parquet: resize images to HxW, e.g. 32x32", rich_help_panel=_D)]),
+        inspect.Parameter("channels", kw, default=3, annotation=Annotated[int, typer.Option(
+            help="image folder / Parquet: 3 (RGB) or 1 (grayscale)", rich_help_panel=_D)]),
+        inspect.Parameter("crop", kw, default=False, annotation=Annotated[bool, typer.Option(
+            help="image folder / Parquet: centre-crop to the aspect of --size first", rich_help_panel=_D)]),
+        inspect.Parameter("image_column", kw, default="image", annotation=Annotated[str, typer.Option(
+            help="Parquet: the column of encoded image bytes", rich_help_panel=_D)]),
+        inspect.Parameter("label_column", kw, default="label", annotation=Annotated[str, typer.Option(
+            help="Parquet: the label column (absent: the model's clean predictions are the labels)",
+            rich_help_panel=_D)]),
+    ]
+
+
+_M, _R, _D = "Model options", "Remote model options", "Data options"
+
+
+def _model_options(values: dict[str, Any], remote: bool) -> ModelOptions:
+    mean, std = floats(values.pop("mean"), "--mean"), floats(values.pop("std"), "--std")
+    remote_opts = None
+    if remote:
+        remote_opts = {k: values.pop(k) for k in ("token", "max_batch", "concurrency", "rate", "timeout", "retries")}
+    return ModelOptions(mean=mean, std=std, output_key=values.pop("output_key"), device=values.pop("device"),
+                        remote=remote_opts)
+
+
+def _data_options(values: dict[str, Any]) -> DataOptions:
+    from robustaudit.scaling.scalers import parse_size
+
+    size = values.pop("size")
+    return DataOptions(size=None if size is None else parse_size(size), channels=values.pop("channels"),
+                       crop=values.pop("crop"), image_column=values.pop("image_column"),
+                       label_column=values.pop("label_column"))
+
+
+def command(app: typer.Typer, name: str | None = None, *, model: bool = False, remote: bool = False,
+            data: bool = False) -> Callable[[F], F]:
+    """Register `fn` as a command of `app`: an `InputError` it raises becomes one line on stderr and exit 2; with
+    `model` (and `remote`) it gets the model options as `model_options: ModelOptions`, with `data` the image
+    folder / Parquet options as `data_options: DataOptions`."""
+
+    def register(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()
+                  if p.name not in ("model_options", "data_options")]
+        params += (_model_params() if model else []) + (_remote_params() if remote else []) + \
+            (_data_params() if data else [])
+
+        @functools.wraps(fn)
+        def wrapper(**values: Any) -> Any:
+            try:
+                if model:
+                    values["model_options"] = _model_options(values, remote)
+                if data:
+                    values["data_options"] = _data_options(values)
+                return fn(**values)
+            except InputError as e:
+                fail(str(e))
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        app.command(name)(wrapper)
+        return fn
+
+    return register
+
+
+def floats(text: str | None, option: str) -> list[float] | None:
+    """'a,b,c' -> [a, b, c] (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def ints(text: str, option: str, sep: str = ",") -> list[int]:
+    try:
+        return [int(v) for v in text.split(sep)]
+    except ValueError:
+        raise InputError(f"{option} must be integers separated by {sep!r}, got {text!r}") from None
+
+
+def parse_bounds(text: str) -> Bounds:
+    """'LOW,HIGH' -> Bounds."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--bounds must be LOW,HIGH, got {text!r}") from None
+    return Bounds(low, high)
+
+
+def eps_value(text: str) -> float:
+    """--eps as papers write it: 0.03 or 8/255."""
+    return parse_number(text, "--eps")
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def written(where: Path, names: list[str]) -> None:
+    out.print(f"results written to {where}/ ({', '.join(names)})", highlight=False)
+
+
+EpsOpt = Annotated[str, typer.Option(help="perturbation budget in input units: a number or a fraction (8/255)")]
+NormOpt = Annotated[str, typer.Option(help="linf or l2")]
+BoundsOpt = Annotated[str, typer.Option(help="valid input range LOW,HIGH")]
+SeedOpt = Annotated[int, typer.Option(help="seed of every random draw")]
+QuietOpt = Annotated[bool, typer.Option(help="no progress bar")]
+OutOpt = Annotated[Path, typer.Option("--out", help="output folder")]
+NpzOpt = Annotated[Path, typer.Option(help=".npz with x (float32) and y (int labels)")]

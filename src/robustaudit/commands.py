@@ -1,0 +1,212 @@
+"""One Python function per command besides `audit` (evaluate): each loads what it is given (models as `audit`
+takes them, data as arrays or files), runs its library, and with `out` writes the files the CLI writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from robustaudit.api import DataLike, DataOptions, ModelLike, _source
+from robustaudit.errors import InputError
+from robustaudit.models.base import GradModel, LabelModel
+from robustaudit.models.load import as_model
+from robustaudit.threat import ThreatModel
+from robustaudit.types import Access, Bounds, Norm, parse_number
+
+ModelKw = Mapping[str, Any]  # mean, std, output_key, device, remote: as `audit` takes them
+
+
+def _xy(data: DataLike, y: torch.Tensor | None, what: str, data_options: DataOptions | None = None,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole data set in memory, labelled."""
+    source = _source(data, y, data_options or DataOptions())
+    x, labels = source.read(0, len(source))
+    if labels is None:
+        raise InputError(f"{what} needs labelled data")
+    return x, labels
+
+
+def _white_box(model: ModelLike, what: str, **model_kw: Any) -> GradModel:
+    m = as_model(model, **model_kw)
+    if Access(m.access) < Access.GRADIENTS:
+        raise InputError(f"{what} must be a local white-box model (PyTorch); it offers "
+                         f"{Access(m.access).name.lower()} only")
+    return cast(GradModel, m)
+
+
+def curve(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, eps: Sequence[float | str],
+          norm: str | Norm = "linf", attacks: str = "fast", seed: int = 0, batch_size: int = 256,
+          bounds: Bounds = Bounds(), out: str | Path | None = None, data_options: DataOptions | None = None,
+          **model_kw: Any) -> dict[str, Any]:
+    """Robust accuracy versus eps in one run (each eps attacks only the examples still robust at the smaller one),
+    with exact 95% intervals; with `out`, curve.json and curve.png."""
+    from robustaudit.run.curve import plot_curve, robustness_curve
+
+    levels = [parse_number(e) for e in eps]
+    threat = ThreatModel(norm=Norm.parse(norm), eps=max(levels, default=1.0), bounds=bounds)
+    x, labels = _xy(data, y, "curve", data_options)
+    m = as_model(model, **model_kw)
+    rows = robustness_curve(m, x, labels, threat, levels, attacks, seed=seed, batch_size=batch_size)
+    name = str(getattr(m, "name", "model"))
+    result = {"threat": threat.to_json() | {"eps": sorted(set(levels))}, "model": name, "n": len(x), "curve": rows}
+    if out is not None:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "curve.json").write_text(json.dumps(result, indent=2))
+        plot_curve(rows, d / "curve.png", title=f"{Path(name).name}, {threat.norm.value}")
+    return result
+
+
+def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, sigma: float, n0: int = 100,
+            n: int = 10_000, alpha: float = 0.001, denoiser: str | Path | None = None, skip: int = 1,
+            batch_size: int = 400, seed: int = 0, bounds: Bounds = Bounds(), out: str | Path | None = None,
+            progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+    """Randomized smoothing (Cohen et al. 2019) at label access: per example the smoothed prediction (or abstain)
+    and its certified L2 radius; with `out`, certify.json, summary.md and report.html."""
+    from robustaudit.certify.denoise import Composed
+    from robustaudit.certify.run import certify_dataset
+    from robustaudit.report.certify import write_certify_report
+
+    if skip < 1:
+        raise InputError(f"skip must be >= 1, got {skip}")
+    x, labels = _xy(data, y, "certify")
+    x, labels = x[::skip], labels[::skip]
+    target: LabelModel = as_model(model, access=Access.LABELS, **model_kw)
+    extra: dict[str, object] = {"model": str(getattr(target, "name", "model"))}
+    if denoiser is not None:
+        front = as_model(denoiser)
+        target = Composed(front.module, target)  # type: ignore[attr-defined]
+        extra["denoiser"] = str(denoiser)
+        if sidecar(Path(denoiser)).is_file():
+            extra.update({k: v for k, v in json.loads(sidecar(Path(denoiser)).read_text()).items()
+                          if k in ("training_queries", "estimator", "q", "latent")})
+    rec = certify_dataset(target, x, labels, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
+                          bounds=bounds, progress=progress)
+    rec.extra.update(extra)
+    r = rec.to_json()
+    if out is not None:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "certify.json").write_text(json.dumps(r, indent=2))
+        write_certify_report(d, r)
+    return r
+
+
+def robustify(target: ModelLike, data: DataLike, *, sigma: float, out: str | Path, estimator: str = "cge",
+              q: int = 192, latent: int = 64, epochs: int = 10, pretrain_epochs: int = 20,
+              pretrain_denoiser: bool = True, batch_size: int = 64, seed: int = 0, progress: bool = False,
+              **model_kw: Any) -> dict[str, Any]:
+    """ZO-AE-DS (Zhang et al. 2022): train a denoiser + autoencoder in front of a model reachable only by queries;
+    writes the front end (TorchScript `out`, a .pt file) and its statistics next to it (`out`.json)."""
+    from robustaudit.certify.denoise import ZOAEDS
+
+    path = Path(out)
+    if path.suffix != ".pt":
+        raise InputError(f"out must end in .pt (TorchScript), got {path}")
+    source = _source(data, None, DataOptions())
+    x, _ = source.read(0, len(source))
+    settings = ZOAEDS(sigma=sigma, estimator=estimator, q=q, latent=latent, epochs=epochs,
+                      pretrain_epochs=pretrain_epochs, pretrain_denoiser=pretrain_denoiser, batch_size=batch_size,
+                      seed=seed)
+    front, stats = settings.train(as_model(target, **model_kw), x, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(torch.jit.trace(front, x[:2]), str(path))
+    result = {"target": str(target) if isinstance(target, str | Path) else type(target).__name__, **stats,
+              "queries_per_example_step": settings.queries_per_example_step()}
+    sidecar(path).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def sidecar(path: Path) -> Path:
+    """The statistics file written next to a front end."""
+    return path.with_suffix(path.suffix + ".json")
+
+
+def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, ModelLike], data: DataLike,
+             y: torch.Tensor | None = None, *, eps: float | str,
+             attacks: Sequence[str] = ("mi", "di", "ti", "mi-di-ti"), norm: str | Norm = "linf",
+             ensemble: bool = True, bounds: Bounds = Bounds(), seed: int = 0,
+             batch_size: int = 128, out: str | Path | None = None, progress: bool = False,
+             **model_kw: Any) -> dict[str, Any]:
+    """Transfer audit: attacks crafted on public white-box surrogates, each sent to `target` once (label access
+    suffices); the worst case over every pair; with `out`, transfer.json, summary.md and report.html."""
+    from robustaudit.report.transfer import write_transfer_report
+    from robustaudit.transfer.audit import transfer_audit
+
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    x, labels = _xy(data, y, "the transfer audit")
+    named = dict(surrogates) if isinstance(surrogates, Mapping) else _surrogate_names(list(surrogates))
+    device = model_kw.get("device")
+    models = {k: _white_box(v, f"surrogate {k}", device=device) for k, v in named.items()}
+    victim = as_model(target, access=Access.LABELS, **model_kw)
+    record = transfer_audit(victim, models, list(attacks), x, labels, threat, ensemble=ensemble, seed=seed,
+                            batch_size=batch_size, progress=progress)
+    r = {"target": str(getattr(victim, "name", "model")), "surrogate_files": [str(v) for v in named.values()],
+         "attacks": list(attacks), "seed": seed, **record.to_json()}
+    if out is not None:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "transfer.json").write_text(json.dumps(r, indent=2))
+        write_transfer_report(d, r)
+    return r
+
+
+def _surrogate_names(specs: list[ModelLike]) -> dict[str, ModelLike]:
+    """Surrogates named by file stem (numbered where two share one)."""
+    stems = [Path(s).stem if isinstance(s, str | Path) else type(s).__name__ for s in specs]
+    return {f"{i}:{s}" if stems.count(s) > 1 else s: spec for i, (s, spec) in enumerate(zip(stems, specs, strict=True))}
+
+
+def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: int,
+           eps: float | str, strategy: str | None = None, permutations: int = 100, attack: str = "fgsm",
+           norm: str | Norm = "linf", bounds: Bounds = Bounds(), seed: int = 0, out: str | Path | None = None,
+           progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+    """Online transfer attack on a stream: each example attacked or skipped at once, at most k in all; each
+    strategy's successes against the k best in hindsight (competitive ratio); with `out`, that JSON file."""
+    from robustaudit.transfer.audit import online_audit
+
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    x, labels = _xy(data, y, "the online attack")
+    record = online_audit(as_model(target, access=Access.LABELS, **model_kw),
+                          _white_box(surrogate, "the surrogate", device=model_kw.get("device")), x, labels, threat,
+                          k=k, attack=attack, strategies=None if strategy is None else [strategy],
+                          permutations=permutations, seed=seed, progress=progress)
+    r = record.to_json()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(r, indent=2))
+    return r
+
+
+def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: Sequence[int] = (1, 5, 10, 20),
+         attacks: Sequence[str] = ("quad", "cwk", "ad"), targets: str | Path | torch.Tensor | None = None,
+         search_steps: int = 1, steps: int = 60, lr: float = 0.01, layer: str | None = None, seed: int = 0,
+         batch_size: int = 64, bounds: Bounds = Bounds(), out: str | Path | None = None, progress: bool = False,
+         **model_kw: Any) -> dict[str, Any]:
+    """Ordered top-K attacks (QuadAttack, CW^K, AD) on a white-box PyTorch model: force its K highest classes
+    into a chosen order; success rate, perturbation norms and cost per attack and K; with `out`, topk.json."""
+    from robustaudit.attacks.topk import TOPK_ATTACKS
+    from robustaudit.models.torch import TorchModel
+    from robustaudit.run.topk import load_targets, topk_audit
+
+    unknown = [a for a in attacks if a not in TOPK_ATTACKS]
+    if unknown:
+        raise InputError(f"unknown top-K attack {unknown[0]!r}: use {', '.join(TOPK_ATTACKS)}")
+    chosen = [TOPK_ATTACKS[a](search_steps=search_steps, steps=steps, lr=lr) for a in attacks]
+    x, labels = _xy(data, y, "topk")
+    m = as_model(model, **model_kw)
+    if not isinstance(m, TorchModel):
+        raise InputError("top-K attacks need a white-box PyTorch model (they split it at its last linear layer)")
+    lists = load_targets(targets, len(x)) if isinstance(targets, str | Path) else targets
+    r = topk_audit(m.module, x.to(m.device), labels.to(m.device), list(k), chosen, targets=lists, layer=layer,
+                   seed=seed, batch_size=batch_size, bounds=bounds, progress=progress)
+    result = {"model": m.name, "data": str(data) if isinstance(data, str | Path) else "arrays", **r}
+    if out is not None:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "topk.json").write_text(json.dumps(result, indent=2))
+    return result
