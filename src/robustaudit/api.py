@@ -82,7 +82,7 @@ def audit(
     `model`: a plain `nn.Module`, a model file or URL (what `--model` takes), or a robustaudit model wrapper.
     `data_or_x`: inputs x (with labels `y`; without, the model's clean predictions are the labels), an .npz file,
     an image folder or Parquet. `attacks`: a preset (fast, standard, strongest), names, or Attack objects; default:
-    `fast` with gradients, `square,genetic` with scores, `cgba` (`cgba-h` targeted) with labels. `budget`: the
+    as `default_attacks` picks for the access level and norm. `budget`: the
     hard total of queries per example, everything included. `target`: a class index, "second" or "random" for a
     targeted audit. With `out`, every file the CLI writes is written there (results.json, adversarial.npz,
     summary.md, report.html) and finished shards are committed to its store, so a rerun with `resume` continues.
@@ -114,8 +114,7 @@ def audit(
         raise InputError(f"backend must be local or ray, got {backend!r}")
     runner = RayBackend(factory, address=address, workers=workers) if backend == "ray" else None
     if attacks is None:
-        labels_default = "cgba-h" if threat.targeted else "cgba"
-        attacks = {Access.GRADIENTS: "fast", Access.SCORES: "square,genetic"}.get(Access(m.access), labels_default)
+        attacks = default_attacks(Access(m.access), threat.norm, threat.targeted)
     chosen = resolve(attacks) if isinstance(attacks, str) else list(attacks)
     attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device), map_weight))
     x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything runs
@@ -157,6 +156,18 @@ def audit(
         clean = torch.cat([source.read(i, i + 1)[0] for i in first]) if first else torch.zeros(0)
         write_run(record, Path(out), gallery=(first, clean))
     return record
+
+
+def default_attacks(access: Access, norm: Norm, targeted: bool) -> str:
+    """The default cascade at each access level: PMA then APGD-T with gradients; Square (and the genetic attack
+    under Linf) with scores; with labels, CGBA (CGBA-H targeted) under L2, RayS (HopSkipJump targeted) under Linf."""
+    if access >= Access.GRADIENTS:
+        return "fast"
+    if access == Access.SCORES:
+        return "square,genetic" if norm == Norm.LINF else "square"
+    if norm == Norm.L2:
+        return "cgba-h" if targeted else "cgba"
+    return "hsja" if targeted else "rays"
 
 
 def _stored_run(model: LabelModel, source: Source, threat: ThreatModel, attacks: list[Attack], out: Path,

@@ -39,8 +39,9 @@ def evaluate(
     data_options: DataOptions,
     norm: NormOpt = "linf",
     attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
-                                                     "(square,genetic at --access scores, cgba at --access labels, "
-                                                     "cgba-h when targeted)")] = None,
+                                                     "with gradients; square,genetic (l2: square) with scores; "
+                                                     "with labels cgba (targeted cgba-h) under l2, rays (targeted "
+                                                     "hsja) under linf")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: BoundsOpt = "0,1",

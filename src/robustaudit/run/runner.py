@@ -193,7 +193,7 @@ def _clean_pass(oracle: Oracle, x: torch.Tensor, idx: torch.Tensor, batch_size: 
     scores are visible."""
     model = oracle.model
     preds, num_classes = torch.full((len(x),), -1, dtype=torch.long), None
-    for b in idx.split(batch_size):
+    for b in idx.split(batch_size) if len(idx) else ():
         xb = x[b].to(model.device)
         try:
             if Access(model.access) >= Access.SCORES:

@@ -1,0 +1,90 @@
+"""`budget` is the hard total of queries per example, everything included (clean check, diagnostics, target
+choice, attacks, verification): over the whole attack registry and every access level an attack runs at,
+locally (counted by the model itself) and through a real `robustaudit serve` (counted by the server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import torch
+from conftest import Counting, small_cnn
+from test_remote import NET_PY, free_port, served_examples
+
+import robustaudit
+from robustaudit.attacks.registry import available, get
+from robustaudit.types import Access, Norm
+
+LEVELS = {Access.GRADIENTS: "gradients", Access.SCORES: "scores", Access.LABELS: "labels"}
+CASES = [(name, level, budget) for name in available() for level in LEVELS if level >= get(name).requires
+         for budget in (2, 25)]
+
+
+def _digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.from_numpy(d.images[:n] / 16.0).float()[:, None], torch.from_numpy(d.target[:n])
+
+
+@pytest.mark.parametrize(("name", "level", "budget"), CASES, ids=[f"{n}-{LEVELS[a]}-{b}" for n, a, b in CASES])
+def test_budget_is_the_total_per_example(name: str, level: Access, budget: int) -> None:
+    x, y = _digits(6)
+    attack = get(name)
+    norm = Norm.LINF if Norm.LINF in attack.norms else next(iter(attack.norms))
+    net = Counting(small_cnn(seed=1))
+    rec = robustaudit.audit(net, x, y, eps=0.3 if norm == Norm.LINF else 2.0, norm=norm, attacks=name,
+                            access=LEVELS[level], budget=budget, target=1 if name == "cgba-h" else None)
+    queries = [e.queries for e in rec.examples]
+    assert max(queries) <= budget
+    assert sum(queries) == net.forward_rows  # every pass counted, none twice
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[str]:
+    p = tmp_path_factory.mktemp("net") / "net.py"
+    p.write_text(NET_PY)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "robustaudit", "serve", "--model", f"{p}:build", "--port",
+                             str(port), "--max-batch", "64"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/v2/health/ready").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not start")
+    yield base
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.parametrize("access", ["scores", "labels"])
+def test_budget_holds_through_serve_and_the_server_agrees(served: str, access: str) -> None:
+    x, y = _digits(12)
+    budget = 60
+    before = served_examples(served)
+    rec = robustaudit.audit(f"{served}/v2/models/model", x, y, eps=0.2, budget=budget, access=access)
+    assert [a.name for a in rec.attacks] == (["square", "genetic"] if access == "scores" else ["rays"])
+    queries = [e.queries for e in rec.examples]
+    assert max(queries) <= budget
+    assert sum(queries) == served_examples(served) - before
+
+
+def test_targets_and_labels_are_paid_from_the_budget() -> None:
+    x, y = _digits(8)
+    net = Counting(small_cnn(seed=1))
+    rec = robustaudit.audit(net, x, y, eps=0.3, attacks="square", access="scores", budget=1, target="second")
+    # choosing the target took each example's only query: none could be checked, none counts as robust
+    assert all(not e.evaluated and not e.robust and e.queries == 1 for e in rec.examples)
+    assert "not_evaluated" in rec.flag_codes and rec.robust_accuracy == 0.0
+    assert sum(e.queries for e in rec.examples) == net.forward_rows
+    rec = robustaudit.audit(net, x, None, eps=0.3, attacks="square", access="scores", budget=10)
+    assert max(e.queries for e in rec.examples) <= 10  # labelling by the clean prediction is paid too
