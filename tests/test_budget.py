@@ -4,16 +4,12 @@ locally (counted by the model itself) and through a real `robustaudit serve` (co
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 import torch
 from conftest import Counting, small_cnn
-from test_remote import NET_PY, free_port, served_examples
+from test_remote import NET_PY, served_examples, start_serve
 
 import robustaudit
 from robustaudit.attacks.registry import available, get
@@ -48,19 +44,7 @@ def test_budget_is_the_total_per_example(name: str, level: Access, budget: int) 
 def served(tmp_path_factory) -> Iterator[str]:
     p = tmp_path_factory.mktemp("net") / "net.py"
     p.write_text(NET_PY)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "robustaudit", "serve", "--model", f"{p}:build", "--port",
-                             str(port), "--max-batch", "64"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/v2/health/ready").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not start")
+    proc, base = start_serve("--model", f"{p}:build", "--max-batch", "64")
     yield base
     proc.terminate()
     proc.wait(10)

@@ -106,7 +106,9 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(demo_paths, small_dat
         assert "error" in r.output.lower(), name
         assert not out.exists(), name
     for args in (["--attacks", "nope"], ["--norm", "l7"], ["--model", str(tmp_path / "missing.pt")],
-                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"], ["--access", "labels"],
+                 ["--model", "not_a_module_xyz:build"], ["--batch-size", "0"],
+                 ["--access", "labels", "--attacks", "cgba"],
+                 ["--eps", "1/0"], ["--eps", "a/b"], ["--output-key", "nope"],
                  ["--access", "bogus"], ["--mean", "0.5"], ["--mean", "0.5", "--std", "0"],
                  ["--mean", "a", "--std", "1"],
                  ["--bounds", "1,0"]):

@@ -50,12 +50,10 @@ def net_spec(tmp_path_factory) -> str:
     return f"{p}:build"
 
 
-@pytest.fixture(scope="module")
-def server(net_spec: str) -> Iterator[str]:
-    """`robustaudit serve` in its own process, on an ephemeral port, with a token."""
+def start_serve(*options: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`robustaudit serve OPTIONS` in its own process on an ephemeral port, once it answers: (process, base URL)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "robustaudit", "serve", "--model", net_spec, "--port", str(port),
-                             "--token", "s3cret", "--max-batch", "64", "--input-shape", "1,8,8"],
+    proc = subprocess.Popen([sys.executable, "-m", "robustaudit", "serve", *options, "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -67,6 +65,13 @@ def server(net_spec: str) -> Iterator[str]:
     else:
         proc.kill()
         raise RuntimeError(proc.stdout.read().decode() if proc.stdout else "server did not start")
+    return proc, base
+
+
+@pytest.fixture(scope="module")
+def server(net_spec: str) -> Iterator[str]:
+    """`robustaudit serve` with a token."""
+    proc, base = start_serve("--model", net_spec, "--token", "s3cret", "--max-batch", "64", "--input-shape", "1,8,8")
     yield base
     proc.terminate()
     proc.wait(10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
 from robustaudit.results import EvalRecord
 from robustaudit.run.data import ArraySource, Source, load_npz, open_source
+from robustaudit.run.fingerprint import fingerprint_data, fingerprint_model, sha256_tensors
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm, parse_number
 from robustaudit.version import __version__
@@ -117,7 +117,9 @@ def audit(
         attacks = default_attacks(Access(m.access), threat.norm, threat.targeted)
     chosen = resolve(attacks) if isinstance(attacks, str) else list(attacks)
     attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device), map_weight))
-    x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything runs
+    if len(source) == 0:
+        raise InputError("the data holds no examples")
+    x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything starts
     check_inputs(x0, torch.zeros(len(x0), dtype=torch.long) if y0 is None else y0, threat.bounds)
     targets, spent = None, None
     if target is not None:
@@ -125,7 +127,9 @@ def audit(
         if str(target) in ("second", "random") and not labelled:
             raise InputError(f"target {target} needs labelled in-memory data (.npz or arrays); give a class index")
         xs, ys = (source.x, source.y) if isinstance(source, ArraySource) and source.y is not None else \
-            (x0[:0], torch.zeros(len(source), dtype=torch.long))
+            (torch.zeros(0), torch.zeros(len(source), dtype=torch.long))
+        if len(xs) > len(x0):  # targets are chosen on all the data, before the shards are checked one by one
+            check_inputs(xs, ys, threat.bounds)
         targets, spent = choose_targets(str(target), m, xs, ys, seed=seed, batch_size=batch_size)
     config = {
         "schema_version": SCHEMA_VERSION,
@@ -136,7 +140,7 @@ def audit(
                           "output_key": output_key, "access": None if level is None else level.name.lower()},
         "threat": threat.to_json(), "attacks": [attack_settings(a) for a in attack_list], "seed": seed,
         "batch_size": batch_size, "target": None if target is None else str(target),
-        "starts_sha256": None if pool is None else _sha256_tensors(*pool), "surrogate": _name(surrogate),
+        "starts_sha256": None if pool is None else sha256_tensors(*pool), "surrogate": _name(surrogate),
         "checks": checks, "interpreter": interpreter, "layer": layer, "map_weight": map_weight,
         "shard_size": shard_size,
     }
@@ -343,45 +347,3 @@ def _name(model: ModelLike | None) -> str | None:
     if isinstance(model, str | Path):
         return str(model)
     return str(getattr(model, "name", type(model).__name__))
-
-
-def fingerprint_file(path: str | Path | None) -> str | None:
-    """sha256 of a file; for a folder, of its files' names and sizes; None when it is not a local path."""
-    if path is None or not Path(path).exists():
-        return None
-    h = hashlib.sha256()
-    if Path(path).is_dir():
-        for entry in sorted(p for p in Path(path).rglob("*") if p.is_file()):
-            h.update(f"{entry.relative_to(path)}:{entry.stat().st_size}\n".encode())
-        return h.hexdigest()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fingerprint_model(model: ModelLike) -> str | None:
-    """The model's identity: its file's sha256, or the sha256 of an nn.Module's parameters and buffers."""
-    if isinstance(model, str | Path):
-        return fingerprint_file(model)
-    module = model if isinstance(model, nn.Module) else getattr(model, "module", None)
-    if isinstance(module, nn.Module):
-        return _sha256_tensors(*module.state_dict().values())
-    return None
-
-
-def fingerprint_data(source: Source, data: DataLike) -> str | None:
-    """sha256 of the examples' values (the same for an .npz file and the same arrays given in Python); of the
-    files of a folder or Parquet source."""
-    if isinstance(source, ArraySource):
-        return _sha256_tensors(source.x, *(() if source.y is None else (source.y,)))
-    return fingerprint_file(data) if isinstance(data, str | Path) else None
-
-
-def _sha256_tensors(*tensors: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()

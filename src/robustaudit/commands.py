@@ -30,6 +30,14 @@ def _xy(data: DataLike, y: torch.Tensor | None, what: str, data_options: DataOpt
     return x, labels
 
 
+def _write_json(out: str | Path, name: str, result: dict[str, Any]) -> Path:
+    """Write `result` as `out`/`name` (the folder created if needed); return the folder."""
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text(json.dumps(result, indent=2))
+    return d
+
+
 def _white_box(model: ModelLike, what: str, **model_kw: Any) -> GradModel:
     m = as_model(model, **model_kw)
     if Access(m.access) < Access.GRADIENTS:
@@ -54,10 +62,8 @@ def curve(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, ep
     name = str(getattr(m, "name", "model"))
     result = {"threat": threat.to_json() | {"eps": sorted(set(levels))}, "model": name, "n": len(x), "curve": rows}
     if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "curve.json").write_text(json.dumps(result, indent=2))
-        plot_curve(rows, d / "curve.png", title=f"{Path(name).name}, {threat.norm.value}")
+        plot_curve(rows, _write_json(out, "curve.json", result) / "curve.png",
+                   title=f"{Path(name).name}, {threat.norm.value}")
     return result
 
 
@@ -89,10 +95,7 @@ def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, 
     rec.extra.update(extra)
     r = rec.to_json()
     if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "certify.json").write_text(json.dumps(r, indent=2))
-        write_certify_report(d, r)
+        write_certify_report(_write_json(out, "certify.json", r), r)
     return r
 
 
@@ -148,10 +151,7 @@ def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, M
     r = {"target": str(getattr(victim, "name", "model")), "surrogate_files": [str(v) for v in named.values()],
          "attacks": list(attacks), "seed": seed, **record.to_json()}
     if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "transfer.json").write_text(json.dumps(r, indent=2))
-        write_transfer_report(d, r)
+        write_transfer_report(_write_json(out, "transfer.json", r), r)
     return r
 
 
@@ -206,7 +206,5 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
                    seed=seed, batch_size=batch_size, bounds=bounds, progress=progress)
     result = {"model": m.name, "data": str(data) if isinstance(data, str | Path) else "arrays", **r}
     if out is not None:
-        d = Path(out)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "topk.json").write_text(json.dumps(result, indent=2))
+        _write_json(out, "topk.json", result)
     return result

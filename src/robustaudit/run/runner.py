@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustaudit.attacks.base import Attack
+from robustaudit.attacks.base import Attack, inputs_checked
 from robustaudit.attacks.registry import resolve
 from robustaudit.checks import cascade_flags, model_checks
 from robustaudit.errors import AccessError, InputError, RemoteError
@@ -80,6 +80,16 @@ def evaluate(
     xt, yt, attack_list = prepare(model, x, y, threat, attacks)
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
+    with inputs_checked():  # validated once, here: the attacks below trust their slices
+        return _cascade(model, xt, yt, threat, attack_list, seed=seed, batch_size=batch_size, checks=checks,
+                        progress=progress, target=target, starts=starts, spent=spent, start=start)
+
+
+def _cascade(
+    model: LabelModel, xt: torch.Tensor, yt: torch.Tensor, threat: ThreatModel, attack_list: list[Attack], *,
+    seed: int, batch_size: int, checks: bool, progress: bool, target: torch.Tensor | None,
+    starts: tuple[torch.Tensor, torch.Tensor] | None, spent: torch.Tensor | None, start: float,
+) -> EvalRecord:
     n = len(xt)
     everyone = torch.arange(n)
     oracle = Oracle(model, n, max_queries=threat.max_queries)
