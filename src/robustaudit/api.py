@@ -65,6 +65,8 @@ def audit(
     layer: str | None = None,
     map_weight: float = 0.0,
     checks: bool = True,
+    adaptive: bool = True,
+    eot: int = 20,
     shard_size: int = 512,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -86,7 +88,9 @@ def audit(
     hard total of queries per example, everything included. `target`: a class index, "second" or "random" for a
     targeted audit. With `out`, every file the CLI writes is written there (results.json, adversarial.npz,
     summary.md, report.html) and finished shards are committed to its store, so a rerun with `resume` continues.
-    `backend="ray"` runs shards on a Ray cluster (`address`, `workers`).
+    `backend="ray"` runs shards on a Ray cluster (`address`, `workers`). With `adaptive` (the default) the
+    diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
+    gradient-free attack) and the adapted cascade attacks what the naive one left robust.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -141,11 +145,15 @@ def audit(
         "threat": threat.to_json(), "attacks": [attack_settings(a) for a in attack_list], "seed": seed,
         "batch_size": batch_size, "target": None if target is None else str(target),
         "starts_sha256": None if pool is None else sha256_tensors(*pool), "surrogate": _name(surrogate),
-        "checks": checks, "interpreter": interpreter, "layer": layer, "map_weight": map_weight,
+        "checks": checks, "adaptive": adaptive, "eot": eot, "interpreter": interpreter, "layer": layer,
+        "map_weight": map_weight,
         "shard_size": shard_size,
     }
+    if eot < 1:
+        raise InputError(f"eot must be >= 1 draws, got {eot}")
     options: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "checks": checks, "target": targets,
-                               "starts": pool, "spent": spent, "backend": runner, "progress": progress}
+                               "starts": pool, "spent": spent, "backend": runner, "progress": progress,
+                               "adaptive": adaptive, "eot": eot}
     if out is None:
         from robustaudit.run.sharded import evaluate_sharded
 

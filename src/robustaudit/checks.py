@@ -7,6 +7,7 @@ like any attack's. (AutoAttack's checks.py inspired the list; these flag instead
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -14,10 +15,11 @@ from robustaudit.attacks.whitebox.pgd import PGD
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
+from robustaudit.ops.zo import probe_values
 from robustaudit.oracle import Oracle
 from robustaudit.results import AttackSummary, Flag
 from robustaudit.threat import ThreatModel
-from robustaudit.types import Access, Norm
+from robustaudit.types import Access, Bounds, Norm
 
 PROBE = 16
 
@@ -58,7 +60,7 @@ def model_checks(
         flags.append(Flag("buffer_updates", "a forward pass changed the model's buffers (BatchNorm statistics in "
                                             "training mode?): the model changes while it is attacked"))
     if Access(model.access) >= Access.GRADIENTS:
-        grad_flags = _gradient_checks(oracle, xp, yp, positions)
+        grad_flags = _gradient_checks(oracle, xp, yp, positions, threat.bounds)
         flags += grad_flags
         if not any(f.code == "non_differentiable" for f in grad_flags):
             flags += _large_eps_check(model, x[probe], y[probe], correct[probe], threat, seed, oracle, probe)
@@ -92,9 +94,10 @@ def _buffers(model: LabelModel) -> list[torch.Tensor]:
     return [b.detach().clone() for b in module.buffers()] if module is not None else []
 
 
-def _gradient_checks(oracle: Oracle, xp: torch.Tensor, yp: torch.Tensor, probe: torch.Tensor) -> list[Flag]:
+def _gradient_checks(oracle: Oracle, xp: torch.Tensor, yp: torch.Tensor, probe: torch.Tensor,
+                     bounds: Bounds) -> list[Flag]:
     try:
-        _, _, g = oracle.value_and_grad(xp, probe, lambda z: losses.ce(z, yp))
+        _, _, g = oracle.value_and_grad(xp, probe, lambda z: losses.ce(z.double(), yp))
     except InputError:
         return [Flag("non_differentiable", "the model's output has no gradient with respect to its input (a "
                                            "non-differentiable path): white-box attacks cannot run; use "
@@ -109,7 +112,40 @@ def _gradient_checks(oracle: Oracle, xp: torch.Tensor, yp: torch.Tensor, probe: 
     if zero.any():
         out.append(Flag("zero_gradients", f"{int(zero.sum())} of {len(g)} probed examples have an all-zero input "
                                           "gradient (saturated or masked): gradient attacks cannot move them"))
+    smooth = (~bad & ~zero).nonzero()[:, 0][:SHATTER_PROBE]
+    smooth = smooth[oracle.affordable(smooth, 2 * SHATTER_DIRECTIONS).cpu()]
+    if len(smooth):
+        cos = _gradient_agreement(oracle, xp[smooth], yp[smooth], g[smooth], probe[smooth], bounds)
+        if float(cos.median()) < SHATTER_COSINE:
+            out.append(Flag("shattered_gradients", f"the input gradient disagrees with finite differences (median "
+                                                   f"cosine {float(cos.median()):.2f} over {len(smooth)} probed "
+                                                   "examples): gradients are shattered by a non-differentiable "
+                                                   "or randomised step"))
     return out
+
+
+SHATTER_PROBE, SHATTER_DIRECTIONS, SHATTER_STEP, SHATTER_COSINE = 4, 10, 1e-2, 0.3
+
+
+def _gradient_agreement(oracle: Oracle, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, idx: torch.Tensor,
+                        bounds: Bounds) -> torch.Tensor:
+    """Per example, the cosine between the autograd directional derivatives of the CE loss along random unit
+    directions and central finite differences along the same (bound-clipped) steps; 2 queries per direction."""
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(len(x), SHATTER_DIRECTIONS, *x.shape[1:], generator=gen).to(x)
+    u = u / u.flatten(2).norm(dim=2).reshape(len(x), SHATTER_DIRECTIONS, *([1] * (x.dim() - 1)))
+    plus = (x[:, None] + SHATTER_STEP * u).clamp(bounds.low, bounds.high)
+    minus = (x[:, None] - SHATTER_STEP * u).clamp(bounds.low, bounds.high)
+    labels = torch.zeros(oracle.n, dtype=torch.long, device=y.device)
+    labels[idx.to(y.device)] = y
+
+    def loss(probes: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        return losses.ce(oracle.scores(probes, at).double(), labels[at.to(y.device)])
+
+    values = probe_values(loss, torch.cat([plus, minus], 1), idx)
+    finite = values[:, :SHATTER_DIRECTIONS] - values[:, SHATTER_DIRECTIONS:]
+    autograd = (g[:, None].double() * (plus - minus).double()).flatten(2).sum(2)
+    return torch.nn.functional.cosine_similarity(finite, autograd, dim=1)
 
 
 def _large_eps_check(
@@ -135,3 +171,69 @@ def _large_eps_check(
                                                 f"{left} of {len(pos)} probed examples correctly classified: "
                                                 "gradients are likely masked or the model ignores its input")]
     return []
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """One adaptation of the attacks to what the diagnostics found (spec adaptive-evaluation.md)."""
+
+    name: str  # log_probabilities | straight_through | eot | gradient_free
+    reason: str  # the flag codes that triggered it
+    detail: str = ""
+    draws: int = 0  # eot: draws per gradient and per decision
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "reason": self.reason, "detail": self.detail, "draws": self.draws}
+
+    @staticmethod
+    def from_json(d: dict[str, object]) -> Adaptation:
+        return Adaptation(str(d["name"]), str(d["reason"]), str(d.get("detail", "")), int(str(d.get("draws", 0))))
+
+
+GRADIENT_FLAGS = ("zero_gradients", "nonfinite_gradients", "non_differentiable", "shattered_gradients",
+                  "not_broken_at_large_eps")
+GRADIENT_FREE_QUERIES = 5000  # Square's budget when no gradient can be repaired (AutoAttack's)
+
+
+def choose_adaptations(flags: list[Flag], model: LabelModel, eot: int) -> list[Adaptation]:
+    """Per model: log-probabilities for probability outputs, EOT over `eot` draws for randomised outputs, BPDA
+    where masked gradients come from rounding-type steps that can be located, else a gradient-free attack."""
+    from robustaudit.models.adapt import straight_through
+    from robustaudit.models.torch import TorchModel
+
+    codes = {f.code for f in flags}
+    plan = []
+    if "probability_outputs" in codes:
+        plan.append(Adaptation("log_probabilities", "probability_outputs",
+                               "margin losses on log-probabilities computed in float64"))
+    if "randomized" in codes:
+        plan.append(Adaptation("eot", "randomized", f"gradients averaged over {eot} draws; success and clean "
+                                                    f"predictions by the majority of {eot} fresh draws", draws=eot))
+    masked = sorted(codes & set(GRADIENT_FLAGS))
+    if masked and Access(model.access) >= Access.GRADIENTS:
+        located = straight_through(model) if isinstance(model, TorchModel) else None
+        if located is not None:
+            plan.append(Adaptation("straight_through", ",".join(masked), "BPDA (identity backward) on "
+                                   + ", ".join(sorted(set(located[1])))))
+        elif "probability_outputs" not in codes and "randomized" not in codes:
+            plan.append(Adaptation("gradient_free", ",".join(masked),
+                                   f"no masking step located: Square with {GRADIENT_FREE_QUERIES} queries"))
+    return plan
+
+
+def adapt(model: LabelModel, plan: list[Adaptation]) -> tuple[LabelModel, LabelModel]:
+    """(the model the naive cascade attacks, the model the adapted cascade attacks) under `plan`; with EOT both
+    decide labels by majority vote, so no lucky draw counts as a success."""
+    from robustaudit.models.adapt import EOT, log_probabilities, straight_through
+    from robustaudit.models.torch import TorchModel
+
+    names = {a.name for a in plan}
+    naive, adapted = model, model
+    if isinstance(adapted, TorchModel) and "log_probabilities" in names:
+        adapted = log_probabilities(adapted)[0]
+    if isinstance(adapted, TorchModel) and "straight_through" in names:
+        adapted = (straight_through(adapted) or (adapted, []))[0]
+    if "eot" in names:
+        votes = next(a.draws for a in plan if a.name == "eot")
+        naive, adapted = EOT(model, samples=1, votes=votes), EOT(adapted, samples=votes, votes=votes)
+    return naive, adapted

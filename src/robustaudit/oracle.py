@@ -36,11 +36,11 @@ class Oracle:
         self.queries = torch.zeros(n, dtype=torch.long)
         self.gradients = torch.zeros(n, dtype=torch.long)
 
-    def sub(self, idx: torch.Tensor) -> Oracle:
-        """An oracle for the examples at idx (addressed 0..len(idx)-1) that may spend what each has left here;
-        `absorb` adds what it spent back."""
+    def sub(self, idx: torch.Tensor, model: LabelModel | None = None) -> Oracle:
+        """An oracle for the examples at idx (addressed 0..len(idx)-1) that may spend what each has left here,
+        through `model` (default: this oracle's; an adapted view of it); `absorb` adds what it spent back."""
         left = None if self.max_queries is None else self.remaining(idx).clamp(min=0)
-        return Oracle(self.model, len(idx), max_queries=left)
+        return Oracle(self.model if model is None else model, len(idx), max_queries=left)
 
     def absorb(self, idx: torch.Tensor, queries: torch.Tensor, gradients: torch.Tensor | None = None) -> None:
         """Add the passes spent on the examples at idx through another oracle (a sub-oracle, an attack's own)."""
@@ -77,9 +77,11 @@ class Oracle:
         """Mask over idx of the examples that can still pay `cost` queries."""
         return (self.remaining(idx) >= cost).to(idx.device)
 
-    def _counts(self, idx: torch.Tensor) -> torch.Tensor:
-        """Per-example counts of a call on idx, refused before the model runs if any budget would be passed."""
-        counts = torch.bincount(idx.cpu(), minlength=self.n)
+    def _counts(self, idx: torch.Tensor, kind: str = "scores") -> torch.Tensor:
+        """Per-example counts of a call on idx, refused before the model runs if any budget would be passed. A
+        model that runs several passes per query (EOT) says how many with `passes(kind)`."""
+        passes = self.model.passes(kind) if hasattr(self.model, "passes") else 1
+        counts = torch.bincount(idx.cpu(), minlength=self.n) * passes
         if self.max_queries is not None and bool((((self.queries + counts) > self.max_queries) & (counts > 0)).any()):
             raise BudgetExhausted("an attack asked for a query beyond an example's budget")
         return counts
@@ -125,7 +127,7 @@ class Oracle:
         """Top-1 labels of x; costs one query per row."""
         if len(idx) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
-        counts = self._counts(idx)
+        counts = self._counts(idx, "labels")
         out = self.model.predict_labels(x).to(x.device)
         self._charge(counts, grad=False)
         return out
@@ -138,7 +140,7 @@ class Oracle:
         if len(idx) == 0:
             e = torch.zeros(0, device=x.device)
             return torch.zeros(0, 0, device=x.device), e, torch.zeros_like(x)
-        counts = self._counts(idx)
+        counts = self._counts(idx, "gradients")
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             z = self.model.logits(xg)  # type: ignore[attr-defined]

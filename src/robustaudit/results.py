@@ -147,6 +147,7 @@ class ExampleRecord:
     queries: int
     gradients: int
     evaluated: bool = True
+    naive_robust: bool | None = None  # adaptive runs: robust after the naive cascade alone
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -182,6 +183,8 @@ class EvalRecord:
     model_sha256: str | None = None  # the model's identity: its file's sha256, or its weights'
     provenance: dict[str, Any] = field(default_factory=dict)  # versions, date, data hash, model and attack options
     interpretation: dict[str, Any] | None = None  # --interpreter: how the broken examples' maps changed
+    adaptations: list[dict[str, Any]] = field(default_factory=list)  # what the diagnostics made the attacks adapt
+    naive_robust_accuracy: float | None = None  # with adaptations: what the naive cascade alone reported
 
     @property
     def complete(self) -> bool:
@@ -202,6 +205,8 @@ class EvalRecord:
             "clean_accuracy": self.clean_accuracy,
             "robust_accuracy": self.robust_accuracy,
             "robust_accuracy_ci95": list(self.robust_accuracy_ci95),
+            "naive_robust_accuracy": self.naive_robust_accuracy,
+            "adaptations": self.adaptations,
             "threat": self.threat,
             "seed": self.seed,
             "seconds": self.seconds,
@@ -224,5 +229,6 @@ class EvalRecord:
             flags=[Flag(**f) for f in state["flags"]], examples=[ExampleRecord.from_json(e) for e in state["examples"]],
             x_adv=x_adv, seed=state["seed"], seconds=state["seconds"], model=state["model"],
             stopped=state.get("stopped"), data=state.get("data", {}), model_sha256=state.get("model_sha256"),
-            interpretation=state.get("interpretation"),
+            interpretation=state.get("interpretation"), adaptations=state.get("adaptations", []),
+            naive_robust_accuracy=state.get("naive_robust_accuracy"),
         )

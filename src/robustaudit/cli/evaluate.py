@@ -24,6 +24,7 @@ from robustaudit.cli.common import (
     parse_bounds,
     show_progress,
 )
+from robustaudit.errors import InputError
 from robustaudit.results import EvalRecord
 
 
@@ -50,6 +51,11 @@ def evaluate(
     access: Annotated[str | None, typer.Option(help="gradients | scores | labels (default: the most the model "
                                                     "offers)")] = None,
     checks: Annotated[bool, typer.Option(help="run the diagnostics")] = True,
+    adaptive: Annotated[str, typer.Option(help="auto: adapt the attacks to what the diagnostics find (log-"
+                                               "probabilities, EOT, BPDA, gradient-free) and report the naive "
+                                               "figure beside; off: the naive cascade alone")] = "auto",
+    eot: Annotated[int, typer.Option(help="randomised models: draws per gradient and per decision (majority)")]
+    = 20,
     quiet: QuietOpt = False,
     surrogate: Annotated[str | None, typer.Option(help="white-box model that seeds the genetic attack (free: never "
                                                        "charged to the target)")] = None,
@@ -80,10 +86,13 @@ def evaluate(
     report.html to --out."""
     _log_to_stderr()
     low_high = parse_bounds(bounds)
+    if adaptive not in ("auto", "off"):
+        raise InputError(f"--adaptive must be auto or off, got {adaptive!r}")
     record = audit(model, data, eps=eps_value(eps), norm=norm, attacks=attacks, out=out_dir, resume=resume,
                    backend=backend, seed=seed, batch_size=batch_size, bounds=low_high, budget=budget, access=access,
                    target=target, surrogate=surrogate, starts=starts, interpreter=interpreter, layer=layer,
-                   map_weight=map_weight, checks=checks, shard_size=shard_size, address=address, workers=workers,
+                   map_weight=map_weight, checks=checks, adaptive=adaptive == "auto", eot=eot, shard_size=shard_size,
+                   address=address, workers=workers,
                    data_options=data_options, progress=show_progress(quiet), **model_options.load_kwargs())
     show(record, out_dir)
     if not record.complete:
@@ -103,6 +112,12 @@ def show(record: EvalRecord, where: Path) -> None:
     out.print(table)
     out.print(f"clean accuracy  {record.clean_accuracy:.3f}")
     out.print(f"robust accuracy {record.robust_accuracy:.3f}  (95% CI {lo:.3f}-{hi:.3f})")
+    for adaptation in record.adaptations:
+        out.print(f"[cyan]adapted[/] {adaptation['name']} ({adaptation['reason']}): {adaptation['detail']}",
+                  highlight=False)
+    if record.naive_robust_accuracy is not None:
+        out.print(f"the naive cascade alone reported {record.naive_robust_accuracy:.3f}: masking would have hidden "
+                  f"{record.naive_robust_accuracy - record.robust_accuracy:.3f}", highlight=False)
     for a in record.attacks:
         for note in a.notes:
             out.print(f"note: {note}", highlight=False)

@@ -56,7 +56,9 @@ def summary_markdown(record: EvalRecord) -> str:
         "",
         f"- examples: {record.n}",
         f"- clean accuracy: {record.clean_accuracy:.3f}",
-        f"- robust accuracy: {record.robust_accuracy:.3f} (95% CI {lo:.3f}-{hi:.3f}, exact binomial)",
+        f"- robust accuracy: {record.robust_accuracy:.3f} (95% CI {lo:.3f}-{hi:.3f}, exact binomial)"
+        + ("" if record.naive_robust_accuracy is None else
+           f"; the naive cascade alone reported {record.naive_robust_accuracy:.3f}"),
         f"- wall time: {record.seconds:.1f} s, seed {record.seed}",
         "",
         "| attack | attacked | broken | seconds | gradients | forward passes |",
@@ -76,6 +78,9 @@ def summary_markdown(record: EvalRecord) -> str:
     notes = [n for a in record.attacks for n in a.notes]
     if notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in notes]
+    if record.adaptations:
+        lines += ["", "Adaptations (chosen by the diagnostics, applied to the whole run):", ""]
+        lines += [f"- **{a['name']}** ({a['reason']}): {a['detail']}" for a in record.adaptations]
     lines += ["", "Diagnostics:" if record.flags else "Diagnostics: nothing suspicious found."]
     lines += [f"- **{f.code}**: {f.message}" for f in record.flags]
     return "\n".join(lines) + "\n"

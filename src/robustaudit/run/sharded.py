@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from robustaudit.attacks.base import Attack
+from robustaudit.checks import Adaptation
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.oracle import Oracle
@@ -44,7 +45,8 @@ def evaluate_sharded(
     `store` are read back, not rerun.
 
     The result does not depend on where a run was interrupted, nor on the backend: shard s always uses seed
-    (seed, s). The diagnostics run on the first shard. Shards are committed as they finish (in any order on
+    (seed, s). The diagnostics run on the first shard, in this process, before the others; the adaptations they
+    choose apply to every shard. Shards are committed as they finish (in any order on
     Ray); a shard that stopped early (a remote model gone) is not committed, so a rerun attacks it again.
     Unlabeled data is labelled with the model's clean predictions (one query per example, counted).
     """
@@ -58,9 +60,9 @@ def evaluate_sharded(
     records = {} if store is None else {s: store.get(s) for s in store.done() if s < count}
     unlabeled = False
 
-    def jobs() -> Iterator[ShardJob]:
+    def jobs(shards: range, opts: dict[str, Any]) -> Iterator[ShardJob]:
         nonlocal unlabeled
-        for s in range(count):
+        for s in shards:
             if s in records:
                 continue
             a, b = s * shard_size, min(n, (s + 1) * shard_size)
@@ -72,21 +74,28 @@ def evaluate_sharded(
                 ys = labeller.labels(xs.to(model.device), torch.arange(b - a)).cpu()
                 extra = labeller.queries if extra is None else extra + labeller.queries
             yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
-                           None if target is None else target[a:b], extra, options)
+                           None if target is None else target[a:b], extra, opts)
 
     seen = sum(r.n for r in records.values())  # running totals for the bar, counted once per shard
     robust = sum(e.robust for r in records.values() for e in r.examples)
+    local = LocalBackend(model)
     with progress_bar(progress) as bar:
         task = bar.add_task("shards", total=n, completed=seen)
-        for s, rec in (backend or LocalBackend(model)).run(jobs()):
-            if store is not None and rec.complete:
-                store.put(s, rec)
-            records[s] = rec
-            seen += rec.n
-            robust += sum(e.robust for e in rec.examples)
-            bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
-            if not rec.complete:
-                break
+        # shard 0 first, here: its diagnostics choose the adaptations every other shard then applies
+        phases: list[tuple[LocalBackend | RayBackend, range, dict[str, Any]]] = [(local, range(1), options)]
+        for phase, (runner, shards, opts) in enumerate(phases):
+            for s, rec in runner.run(jobs(shards, opts)):
+                if store is not None and rec.complete:
+                    store.put(s, rec)
+                records[s] = rec
+                seen += rec.n
+                robust += sum(e.robust for e in rec.examples)
+                bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
+                if not rec.complete:
+                    break
+            if phase == 0 and records[0].complete:
+                plan = [Adaptation.from_json(a) for a in records[0].adaptations]
+                phases.append((backend or local, range(1, count), {**options, "adaptations": plan}))
     parts = []
     for s in range(count):  # the consecutive shards from the first; a stopped run ends at its stopped shard
         if s not in records:
@@ -119,9 +128,12 @@ def merge(parts: list[EvalRecord], threat: ThreatModel, seed: int) -> EvalRecord
     for p in parts:
         flags += [f for f in p.flags if f.code not in {g.code for g in flags}]
     stopped = next((p.stopped for p in parts if p.stopped), None)
+    naive = [e.naive_robust for e in examples]
     return EvalRecord(
         n=n, clean_accuracy=n_clean / n if n else 0.0, robust_accuracy=n_robust / n if n else 0.0,
         robust_accuracy_ci95=clopper_pearson(n_robust, n), threat=threat.to_json(), attacks=attacks, flags=flags,
         examples=examples, x_adv=torch.cat([p.x_adv for p in parts]) if parts else torch.zeros(0), seed=seed,
         seconds=sum(p.seconds for p in parts), model=parts[0].model if parts else "model", stopped=stopped,
+        adaptations=parts[0].adaptations if parts else [],
+        naive_robust_accuracy=sum(map(bool, naive)) / n if n and None not in naive else None,
     )
