@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer.py
 	$(BIN)/python benchmarks/topk.py
 	$(BIN)/python benchmarks/certify.py
+	$(BIN)/python benchmarks/adaptive.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers
@@ -46,6 +47,7 @@ bench-peers: .venv-peers/.installed
 	.venv-peers/bin/python benchmarks/peers.py
 	.venv-peers/bin/python benchmarks/blackbox.py
 	.venv-peers/bin/python benchmarks/decision.py
+	.venv-peers/bin/python benchmarks/adaptive.py
 
 clean:
 	rm -rf $(VENV) .venv-peers demo-report

@@ -22,6 +22,8 @@ from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm
 
 PROBE = 16
+LABEL_REPEATS = 5  # identical label queries that must agree on a deterministic model
+LARGE_EPS_VOTES = 5  # a randomised model's large-eps check decides success by the majority of this many draws
 
 
 def model_checks(
@@ -30,7 +32,7 @@ def model_checks(
     """Run the pre-attack checks on the first examples that can pay for them, paid from `run` (the audit's
     oracle over x)."""
     model = run.model
-    cost = 3 if Access(model.access) >= Access.GRADIENTS else 2  # two identical queries, one gradient
+    cost = {Access.GRADIENTS: 3, Access.SCORES: 2}.get(Access(model.access), LABEL_REPEATS)  # repeats, a gradient
     everyone = torch.arange(len(x))
     probe = everyone[run.affordable(everyone, cost).cpu()][:PROBE]
     flags: list[Flag] = []
@@ -53,9 +55,10 @@ def model_checks(
         if _looks_like_probabilities(first):
             flags.append(Flag("probability_outputs", "the outputs look like probabilities, not logits: remove the "
                                                      "final softmax, or losses such as CE and DLR are distorted"))
-    else:
-        if not torch.equal(oracle.labels(xp, positions), oracle.labels(xp, positions)):
-            flags.append(Flag("randomized", "two identical queries gave different labels: the model is randomised"))
+    else:  # labels change rarely under small noise: compare several draws (AutoAttack's check_randomized uses 5)
+        first = oracle.labels(xp, positions)
+        if any(not torch.equal(first, oracle.labels(xp, positions)) for _ in range(LABEL_REPEATS - 1)):
+            flags.append(Flag("randomized", "identical queries gave different labels: the model is randomised"))
     if buffers and any(not torch.equal(a, b) for a, b in zip(buffers, _buffers(model), strict=True)):
         flags.append(Flag("buffer_updates", "a forward pass changed the model's buffers (BatchNorm statistics in "
                                             "training mode?): the model changes while it is attacked"))
@@ -63,7 +66,12 @@ def model_checks(
         grad_flags = _gradient_checks(oracle, xp, yp, positions, threat.bounds)
         flags += grad_flags
         if not any(f.code == "non_differentiable" for f in grad_flags):
-            flags += _large_eps_check(model, x[probe], y[probe], correct[probe], threat, seed, oracle, probe)
+            judged = model
+            if any(f.code == "randomized" for f in flags):  # success by the majority of draws, as EOT will judge
+                from robustaudit.models.adapt import EOT
+
+                judged = EOT(model, samples=1, votes=LARGE_EPS_VOTES)
+            flags += _large_eps_check(judged, x[probe], y[probe], correct[probe], threat, seed, oracle, probe)
     run.absorb(probe, oracle.queries, oracle.gradients)
     return flags
 
@@ -163,7 +171,7 @@ def _large_eps_check(
     big = ThreatModel(norm=threat.norm, eps=eps, bounds=threat.bounds)
     everyone = torch.ones(len(pos), dtype=torch.bool)
     res = PGD(steps=10)(model, x[pos], y[pos], big, seed=seed, ids=probe[pos], attack_mask=everyone,
-                        budget=None if oracle.max_queries is None else oracle.remaining(pos))
+                        budget=None if oracle.max_queries is None else oracle.budget_left(pos))
     oracle.absorb(pos, res.queries, res.gradients)
     left = int((~res.success).sum())
     if left:
@@ -224,13 +232,13 @@ def choose_adaptations(flags: list[Flag], model: LabelModel, eot: int) -> list[A
 def adapt(model: LabelModel, plan: list[Adaptation]) -> tuple[LabelModel, LabelModel]:
     """(the model the naive cascade attacks, the model the adapted cascade attacks) under `plan`; with EOT both
     decide labels by majority vote, so no lucky draw counts as a success."""
-    from robustaudit.models.adapt import EOT, log_probabilities, straight_through
+    from robustaudit.models.adapt import EOT, LogScores, log_probabilities, straight_through
     from robustaudit.models.torch import TorchModel
 
     names = {a.name for a in plan}
     naive, adapted = model, model
-    if isinstance(adapted, TorchModel) and "log_probabilities" in names:
-        adapted = log_probabilities(adapted)[0]
+    if "log_probabilities" in names:
+        adapted = log_probabilities(adapted)[0] if isinstance(adapted, TorchModel) else LogScores(adapted)
     if isinstance(adapted, TorchModel) and "straight_through" in names:
         adapted = (straight_through(adapted) or (adapted, []))[0]
     if "eot" in names:

@@ -39,7 +39,7 @@ class Oracle:
     def sub(self, idx: torch.Tensor, model: LabelModel | None = None) -> Oracle:
         """An oracle for the examples at idx (addressed 0..len(idx)-1) that may spend what each has left here,
         through `model` (default: this oracle's; an adapted view of it); `absorb` adds what it spent back."""
-        left = None if self.max_queries is None else self.remaining(idx).clamp(min=0)
+        left = None if self.max_queries is None else self.budget_left(idx).clamp(min=0)
         return Oracle(self.model if model is None else model, len(idx), max_queries=left)
 
     def absorb(self, idx: torch.Tensor, queries: torch.Tensor, gradients: torch.Tensor | None = None) -> None:
@@ -66,12 +66,20 @@ class Oracle:
         finally:
             self.max_queries = self.max_queries + n
 
-    def remaining(self, idx: torch.Tensor) -> torch.Tensor:
-        """Queries each example in idx may still spend (a large number when there is no budget)."""
+    def budget_left(self, idx: torch.Tensor) -> torch.Tensor:
+        """Model passes each example in idx may still spend (a large number when there is no budget): what a
+        budget handed down to another oracle is made of."""
         if self.max_queries is None:
             return torch.full((len(idx),), 2**62, dtype=torch.long)
         i = idx.cpu()
         return self.max_queries[i] - self.queries[i]
+
+    def remaining(self, idx: torch.Tensor) -> torch.Tensor:
+        """Queries each example in idx may still make through this oracle's model; a model that runs several
+        passes per query (EOT) affords fewer (counted at its costliest kind of query)."""
+        unit = max(self.model.passes(k) for k in ("scores", "labels", "gradients")) \
+            if hasattr(self.model, "passes") else 1
+        return self.budget_left(idx) // unit
 
     def affordable(self, idx: torch.Tensor, cost: int = 1) -> torch.Tensor:
         """Mask over idx of the examples that can still pay `cost` queries."""

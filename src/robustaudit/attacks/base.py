@@ -211,10 +211,11 @@ class Attack(ABC):
             attack_mask = pred == y if target is None else (pred == y) & (target.to(device) != y)
         attack_mask = attack_mask.to(device).bool()
         sub = attack_mask.nonzero()[:, 0]
-        # run() may spend what is left but one query, kept for verifying a claimed success
+        # run() may spend what is left but one label query, kept for verifying a claimed success
         oracle = outer.sub(sub)
         if oracle.max_queries is not None:
-            oracle.max_queries = (oracle.max_queries - 1).clamp(min=0)
+            verification = model.passes("labels") if hasattr(model, "passes") else 1
+            oracle.max_queries = (oracle.max_queries - verification).clamp(min=0)
         ctx = Context(
             oracle=oracle,
             threat=threat,

@@ -5,6 +5,7 @@
   margin, DLR and probability-margin losses see logits again (softmax is shift-invariant).
 - `straight_through`: BPDA (Athalye et al. 2018) with the identity: every rounding, floor, ceil, sign or trunc
   in the traced graph keeps its forward value and passes the gradient through unchanged.
+- `LogScores`: the same for a score-only model (ONNX, remote), on the scores it returns.
 - `EOT`: expectation over transformation for a randomised model: each query runs the model `samples` times;
   gradients are those of the mean log-probability, scores the mean probability, and a label the majority of
   the draws, so one lucky draw never counts as a success. `passes_per_query` tells the oracle the cost.
@@ -109,6 +110,23 @@ def _is_softmax(gm: fx.GraphModule, node: fx.Node) -> bool:
     if node.op == "call_module":
         return isinstance(gm.get_submodule(str(node.target)), nn.Softmax)
     return False
+
+
+class LogScores:
+    """A score-only model (ONNX, remote) that returns probabilities, seen through log(max(p, FLOOR)) in float64,
+    so Square's and the genetic attack's margins compare log-probabilities."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.access = Access(model.access)
+        self.device = model.device
+        self.name = getattr(model, "name", "model")
+
+    def predict_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_scores(x).double().clamp(min=FLOOR).log().float()
+
+    def predict_labels(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.predict_labels(x)
 
 
 class EOT:

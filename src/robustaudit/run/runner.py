@@ -149,7 +149,7 @@ def _cascade(
                         target_model, xt[batch], yt[batch], threat, seed=derive_seed(seed, name), ids=batch,
                         attack_mask=torch.ones(len(batch), dtype=torch.bool), num_classes=num_classes,
                         target=None if target is None else target[batch],
-                        budget=None if oracle.max_queries is None else oracle.remaining(batch),
+                        budget=None if oracle.max_queries is None else oracle.budget_left(batch),
                         starts=starts,
                     )
                 except RemoteError as e:  # keep what was done: the finished batches stand
