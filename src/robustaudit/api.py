@@ -73,6 +73,7 @@ def audit(
     output_key: str | None = None,
     device: str | None = None,
     remote: Mapping[str, Any] | None = None,
+    trust_model_file: bool = False,
     address: str | None = None,
     workers: int | None = None,
     data_options: DataOptions | None = None,
@@ -90,7 +91,8 @@ def audit(
     summary.md, report.html) and finished shards are committed to its store, so a rerun with `resume` continues.
     `backend="ray"` runs shards on a Ray cluster (`address`, `workers`). With `adaptive` (the default) the
     diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
-    gradient-free attack) and the adapted cascade attacks what the naive one left robust.
+    gradient-free attack) and the adapted cascade attacks what the naive one left robust. Model files never run
+    code they carry unless `trust_model_file` (see `load_model`).
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -109,7 +111,7 @@ def audit(
     opts = data_options or DataOptions()
     source = _source(data_or_x, y, opts)
     pool = load_npz(starts) if isinstance(starts, str | Path) else starts
-    factory = _factory(model, level, device, mean, std, output_key, remote)
+    factory = _factory(model, level, device, mean, std, output_key, remote, trust_model_file)
     m = factory()
     system = _interpretable(m, interpreter, layer, map_weight, level)
     if system is not None:
@@ -120,7 +122,8 @@ def audit(
     if attacks is None:
         attacks = default_attacks(Access(m.access), threat.norm, threat.targeted)
     chosen = resolve(attacks) if isinstance(attacks, str) else list(attacks)
-    attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device), map_weight))
+    attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device,
+                                                                            trust_model_file), map_weight))
     if len(source) == 0:
         raise InputError("the data holds no examples")
     x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything starts
@@ -292,13 +295,13 @@ def _source(data: DataLike, y: torch.Tensor | np.ndarray | None, opts: DataOptio
 
 
 def _factory(model: ModelLike, level: Access | None, device: str | None, mean: Sequence[float] | None,
-             std: Sequence[float] | None, output_key: str | None,
-             remote: Mapping[str, Any] | None) -> Callable[[], LabelModel]:
+             std: Sequence[float] | None, output_key: str | None, remote: Mapping[str, Any] | None,
+             trust: bool) -> Callable[[], LabelModel]:
     """A function that builds the model (each Ray worker calls it once)."""
 
     def build() -> LabelModel:
         return as_model(model, access=level, device=device, mean=mean, std=std, output_key=output_key,
-                        remote=remote)
+                        remote=remote, trust_model_file=trust)
 
     return build
 
@@ -306,7 +309,7 @@ def _factory(model: ModelLike, level: Access | None, device: str | None, mean: S
 def _interpretable(model: LabelModel, interpreter: str | None, layer: str | None, map_weight: float,
                    access: Access | None) -> LabelModel | None:
     """The model as an interpretable system (scores + maps per query) when the genetic attack's map term is on."""
-    from robustaudit.interpret.maps import INTERPRETERS
+    from robustaudit.interpret.maps import INTERPRETERS, conv_layer
     from robustaudit.interpret.system import InterpretableSystem
     from robustaudit.models.torch import TorchModel
 
@@ -320,6 +323,8 @@ def _interpretable(model: LabelModel, interpreter: str | None, layer: str | None
         raise InputError(f"--interpreter must be one of {', '.join(INTERPRETERS)}, got {interpreter!r}")
     if not isinstance(model, TorchModel):
         raise InputError("--interpreter needs a local PyTorch model (the interpreters back-propagate through it)")
+    if layer is not None or interpreter in ("gradcam", "cam"):
+        conv_layer(model.module, layer)  # refused now, before the audit, when it does not exist
     if not map_weight:
         return None
     if access != Access.SCORES:
@@ -327,7 +332,8 @@ def _interpretable(model: LabelModel, interpreter: str | None, layer: str | None
     return InterpretableSystem(model.module, interpreter, layer)
 
 
-def _with_surrogate(attacks: list[Attack], surrogate: ModelLike | None, device: str | None) -> list[Attack]:
+def _with_surrogate(attacks: list[Attack], surrogate: ModelLike | None, device: str | None,
+                    trust: bool) -> list[Attack]:
     """Hand the surrogate model to the genetic attack (its initial population; free, never charged)."""
     from robustaudit.attacks.score.genetic import Genetic
 
@@ -335,7 +341,7 @@ def _with_surrogate(attacks: list[Attack], surrogate: ModelLike | None, device: 
         return attacks
     if not any(isinstance(a, Genetic) for a in attacks):
         raise InputError("--surrogate is used by the genetic attack only; add 'genetic' to --attacks")
-    model = cast(GradModel, as_model(surrogate, access=Access.GRADIENTS, device=device))
+    model = cast(GradModel, as_model(surrogate, access=Access.GRADIENTS, device=device, trust_model_file=trust))
     return [dataclasses.replace(a, surrogate=model) if isinstance(a, Genetic) else a for a in attacks]
 
 

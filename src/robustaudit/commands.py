@@ -16,18 +16,27 @@ from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm, parse_number
+from robustaudit.validate import check_inputs, check_labels
 
 ModelKw = Mapping[str, Any]  # mean, std, output_key, device, remote: as `audit` takes them
 
 
 def _xy(data: DataLike, y: torch.Tensor | None, what: str, data_options: DataOptions | None = None,
         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The whole data set in memory, labelled."""
+    """The whole data set in memory, labelled and non-empty."""
     source = _source(data, y, data_options or DataOptions())
+    if len(source) == 0:
+        raise InputError("the data holds no examples")
     x, labels = source.read(0, len(source))
     if labels is None:
         raise InputError(f"{what} needs labelled data")
     return x, labels
+
+
+def _classes_fit(labels: torch.Tensor, model: GradModel, x: torch.Tensor) -> None:
+    """Labels inside a white-box model's classes (one forward pass of one input, not an audited query)."""
+    with torch.no_grad():
+        check_labels(labels, int(model.logits(x[:1].to(model.device)).shape[1]))
 
 
 def _write_json(out: str | Path, name: str, result: dict[str, Any]) -> Path:
@@ -112,6 +121,9 @@ def robustify(target: ModelLike, data: DataLike, *, sigma: float, out: str | Pat
         raise InputError(f"out must end in .pt (TorchScript), got {path}")
     source = _source(data, None, DataOptions())
     x, _ = source.read(0, len(source))
+    check_inputs(x, torch.zeros(len(x), dtype=torch.long), Bounds())
+    if min(q, latent, batch_size) < 1 or min(epochs, pretrain_epochs) < 0 or sigma <= 0:
+        raise InputError("q, latent and batch_size must be >= 1, epochs >= 0 and sigma > 0")
     settings = ZOAEDS(sigma=sigma, estimator=estimator, q=q, latent=latent, epochs=epochs,
                       pretrain_epochs=pretrain_epochs, pretrain_denoiser=pretrain_denoiser, batch_size=batch_size,
                       seed=seed)
@@ -144,8 +156,12 @@ def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, M
     x, labels = _xy(data, y, "the transfer audit")
     named = dict(surrogates) if isinstance(surrogates, Mapping) else _surrogate_names(list(surrogates))
     device = model_kw.get("device")
-    models = {k: _white_box(v, f"surrogate {k}", device=device) for k, v in named.items()}
+    models = {k: _white_box(v, f"surrogate {k}", device=device, trust_model_file=model_kw.get("trust_model_file",
+                                                                                             False))
+              for k, v in named.items()}
     victim = as_model(target, access=Access.LABELS, **model_kw)
+    for m in models.values():
+        _classes_fit(labels, m, x)
     record = transfer_audit(victim, models, list(attacks), x, labels, threat, ensemble=ensemble, seed=seed,
                             batch_size=batch_size, progress=progress)
     r = {"target": str(getattr(victim, "name", "model")), "surrogate_files": [str(v) for v in named.values()],
@@ -172,7 +188,8 @@ def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Ten
     threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
     x, labels = _xy(data, y, "the online attack")
     record = online_audit(as_model(target, access=Access.LABELS, **model_kw),
-                          _white_box(surrogate, "the surrogate", device=model_kw.get("device")), x, labels, threat,
+                          _white_box(surrogate, "the surrogate", device=model_kw.get("device"),
+                                     trust_model_file=model_kw.get("trust_model_file", False)), x, labels, threat,
                           k=k, attack=attack, strategies=None if strategy is None else [strategy],
                           permutations=permutations, seed=seed, progress=progress)
     r = record.to_json()
@@ -201,6 +218,7 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
     m = as_model(model, **model_kw)
     if not isinstance(m, TorchModel):
         raise InputError("top-K attacks need a white-box PyTorch model (they split it at its last linear layer)")
+    _classes_fit(labels, m, x)
     lists = load_targets(targets, len(x)) if isinstance(targets, str | Path) else targets
     r = topk_audit(m.module, x.to(m.device), labels.to(m.device), list(k), chosen, targets=lists, layer=layer,
                    seed=seed, batch_size=batch_size, bounds=bounds, progress=progress)

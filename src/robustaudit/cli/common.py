@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from robustaudit.api import DataOptions
 from robustaudit.errors import InputError
@@ -24,9 +25,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str) -> None:
-    """Print a one-line error and exit with code 2 (bad input)."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print a one-line error and exit with code 2 (bad input); the message is never read as markup."""
+    err.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def check_out(values: dict[str, Any]) -> None:
+    """--out is usable: a folder (`out_dir`) that is not a file and not under one; a file (`out_path`) that is
+    not a folder and not under a file."""
+    for name, folder in (("out_dir", True), ("out_path", False)):
+        path = values.get(name)
+        if not isinstance(path, Path):
+            continue
+        if folder and path.is_file():
+            raise InputError(f"--out {path} is a file: give a folder")
+        if not folder and path.is_dir():
+            raise InputError(f"--out {path} is a folder: give a file name")
+        above = next((p for p in path.parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise InputError(f"--out {path} lies under {above}, which is a file")
 
 
 @dataclass(frozen=True)
@@ -38,11 +55,12 @@ class ModelOptions:
     output_key: str | None = None
     device: str | None = None
     remote: dict[str, Any] | None = None
+    trust_model_file: bool = False
 
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `load_model` / `as_model` / `audit`."""
         return {"mean": self.mean, "std": self.std, "output_key": self.output_key, "device": self.device,
-                "remote": self.remote}
+                "remote": self.remote, "trust_model_file": self.trust_model_file}
 
 
 def _model_params() -> list[inspect.Parameter]:
@@ -58,6 +76,9 @@ def _model_params() -> list[inspect.Parameter]:
             "ONNX / remote output name (default: the first)", rich_help_panel=_M)]),
         inspect.Parameter("device", kw, default=None, annotation=Annotated[str | None, typer.Option(
             help="torch device (default: the model's)", rich_help_panel=_M)]),
+        inspect.Parameter("trust_model_file", kw, default=False, annotation=Annotated[bool, typer.Option(
+            help="load pickled payloads in model files (.pt2 archives, torch.save modules): they can run arbitrary "
+            "code; only for files you trust", rich_help_panel=_M)]),
     ]
 
 
@@ -106,7 +127,7 @@ def _model_options(values: dict[str, Any], remote: bool) -> ModelOptions:
     if remote:
         remote_opts = {k: values.pop(k) for k in ("token", "max_batch", "concurrency", "rate", "timeout", "retries")}
     return ModelOptions(mean=mean, std=std, output_key=values.pop("output_key"), device=values.pop("device"),
-                        remote=remote_opts)
+                        remote=remote_opts, trust_model_file=values.pop("trust_model_file"))
 
 
 def _data_options(values: dict[str, Any]) -> DataOptions:
@@ -134,6 +155,7 @@ def command(app: typer.Typer, name: str | None = None, *, model: bool = False, r
         @functools.wraps(fn)
         def wrapper(**values: Any) -> Any:
             try:
+                check_out(values)
                 if model:
                     values["model_options"] = _model_options(values, remote)
                 if data:

@@ -83,8 +83,11 @@ def _read_results(run: Path) -> dict[str, Any]:
         raise InputError(f"{path} does not exist: give the --out folder of a finished evaluate run")
     try:
         data = json.loads(path.read_text())
-        if not isinstance(data, dict) or "examples" not in data:
-            raise ValueError("no examples")
+        if not isinstance(data, dict) or not isinstance(data.get("examples"), list):
+            raise ValueError("no list of examples")
+        if not all(isinstance(e, dict) and isinstance(e.get("label"), int) and isinstance(e.get("robust"), bool)
+                   for e in data["examples"]):
+            raise ValueError("an example lacks its label or robust outcome")
         return data
     except ValueError as e:
         raise InputError(f"{path} is not a robustaudit results.json ({e})") from None

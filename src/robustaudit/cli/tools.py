@@ -65,6 +65,10 @@ def serve(
     if level is None:
         raise InputError(f"--access must be scores or labels, got {access!r}")
     shape = ints(input_shape, "--input-shape") if input_shape else None
+    if shape is not None and any(d < 1 for d in shape):
+        raise InputError(f"--input-shape must be positive sizes, got {input_shape!r}")
+    if max_batch < 1 or not name.strip() or "/" in name or not 0 < port < 65536:
+        raise InputError("--max-batch must be >= 1, --name a non-empty name without '/', --port in 1..65535")
     m = load_model(model, access=level, **model_options.load_kwargs())
     err.print(f"serving {model} at http://{host}:{port}/v2/models/{name}", highlight=False)
     uvicorn.run(create_app(m, name=name, token=token, max_batch=max_batch, input_shape=shape), host=host, port=port,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pickle
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,19 @@ def load_model(
     std: Sequence[float] | None = None,
     output_key: str | None = None,
     remote: Mapping[str, Any] | None = None,
+    trust_model_file: bool = False,
 ) -> LabelModel:
     """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded.
 
     `output_key` names the output holding the scores: a field of a PyTorch forward's tuple/dict/object output, or
     the output name of an ONNX graph or a remote model (default: found automatically). `remote` holds the
     `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs.
+
+    Model files are loaded without running code they carry: pickled payloads inside a `.pt2` archive are read
+    with `torch.load(weights_only=True)` and refused when they hold anything but tensors and plain values.
+    `trust_model_file=True` lifts that (a pickled payload can run arbitrary code: only for files you trust) and
+    also accepts a whole pickled `nn.Module` saved with `torch.save`. `file.py:callable` and `module:callable`
+    run Python code by design.
     """
     model: LabelModel
     if spec.startswith(("http://", "https://")):
@@ -54,7 +63,7 @@ def load_model(
             raise InputError("--mean/--std apply to torch models; an ONNX file must normalise inside its graph")
         model = OnnxModel(spec, output_name=output_key)
     else:
-        model = TorchModel(_load_module(spec, device), mean=mean, std=std, device=device, name=spec,
+        model = TorchModel(_load_module(spec, device, trust_model_file), mean=mean, std=std, device=device, name=spec,
                            output_key=output_key)
     return downgrade(model, access, spec)
 
@@ -68,12 +77,13 @@ def as_model(
     std: Sequence[float] | None = None,
     output_key: str | None = None,
     remote: Mapping[str, Any] | None = None,
+    trust_model_file: bool = False,
 ) -> LabelModel:
     """Whatever the user hands over as a model, at `access`: a spec or path (as `load_model`), a plain
     `nn.Module` (white-box), or one of our model wrappers (used as it is, downgraded if asked)."""
     if isinstance(model, str | Path):
         return load_model(str(model), access=access, device=device, mean=mean, std=std, output_key=output_key,
-                          remote=remote)
+                          remote=remote, trust_model_file=trust_model_file)
     if isinstance(model, nn.Module):
         m: LabelModel = TorchModel(model, mean=mean, std=std, device=device, name=type(model).__name__,
                                    output_key=output_key)
@@ -100,7 +110,7 @@ def downgrade(model: LabelModel, access: Access | None, name: str) -> LabelModel
     return as_label_only(model)
 
 
-def _load_module(spec: str, device: str | None) -> nn.Module:
+def _load_module(spec: str, device: str | None, trust: bool) -> nn.Module:
     path = Path(spec)
     map_location = device or "cpu"
     if spec.endswith(".pt") or spec.endswith(".pth"):
@@ -110,13 +120,25 @@ def _load_module(spec: str, device: str | None) -> nn.Module:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 return torch.jit.load(str(path), map_location=map_location)
         except RuntimeError as e:
+            if trust:
+                return _load_pickled_module(path, map_location)
             raise InputError(
-                f"{spec}: not a TorchScript file ({_first_line(e)}); save it with torch.jit.save(torch.jit.script(m))"
+                f"{spec}: not a TorchScript file ({_first_line(e)}); save it with torch.jit.save(torch.jit.script(m)) "
+                "or torch.export (a module pickled with torch.save runs code when loaded: pass --trust-model-file "
+                "only if you trust its source)"
             ) from None
     if spec.endswith(".pt2"):
         _must_exist(path)
+        if trust:
+            warnings.warn(f"loading {spec} with --trust-model-file: pickled payloads in it can run arbitrary code",
+                          stacklevel=3)
         try:
-            program = torch.export.load(str(path))
+            with nullcontext() if trust else _tensors_only():
+                program = torch.export.load(str(path))
+        except pickle.UnpicklingError:
+            raise InputError(f"{spec}: refused: the archive holds a pickled payload that is not plain tensors and "
+                             "could run code when loaded; pass --trust-model-file (trust_model_file=True) only if "
+                             "you trust its source") from None
         except Exception as e:  # noqa: BLE001 - any failure to read the archive is the user's file
             raise InputError(f"{spec}: not a torch.export program ({_first_line(e)})") from None
         return program.module()
@@ -126,6 +148,36 @@ def _load_module(spec: str, device: str | None) -> nn.Module:
         f"cannot load model {spec!r}: give a .pt (TorchScript) or .pt2 (torch.export) file, "
         "or package.module:callable / path/to/file.py:callable"
     )
+
+
+@contextmanager
+def _tensors_only() -> Iterator[None]:
+    """Every torch.load inside reads with weights_only=True (tensors and plain values; no code), whatever its
+    caller asked: torch.export.load unpickles some payloads with weights_only=False."""
+    original = torch.load
+
+    def safe_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def _load_pickled_module(path: Path, map_location: str) -> nn.Module:
+    """A whole module saved with torch.save (runs the file's pickled code: --trust-model-file only)."""
+    warnings.warn(f"loading {path} with pickle (--trust-model-file): it can run arbitrary code", stacklevel=3)
+    try:
+        obj = torch.load(str(path), map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read the user's file
+        raise InputError(f"{path}: neither TorchScript nor a pickled module ({_first_line(e)})") from None
+    if not isinstance(obj, nn.Module):
+        raise InputError(f"{path} holds a {type(obj).__name__}, not an nn.Module (a state_dict needs the model's "
+                         "code: give file.py:callable)")
+    return obj
 
 
 def _load_callable(spec: str) -> nn.Module:
