@@ -81,3 +81,56 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, demo_paths) -> Non
     assert r.exit_code == 2 and "different configuration" in r.output and "threat" in r.output
     r = runner.invoke(app, [*_command(model, small, tmp_path / "none"), "--resume"])
     assert r.exit_code == 2 and "no run to resume" in r.output
+
+
+def _journaled(out: Path) -> int:
+    """Queries the store's journal says the unfinished shards have spent."""
+    path = out / STORE_NAME
+    if not path.is_file():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return sum(sum(json.loads(row[0])) for row in db.execute("SELECT queries FROM spent"))
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_the_budget_holds_across_a_kill_mid_shard(tmp_path: Path) -> None:
+    from test_remote import NET_PY, served_examples, start_serve
+
+    (tmp_path / "net.py").write_text(NET_PY)
+    proc, base = start_serve("--model", f"{tmp_path / 'net.py'}:build", "--max-batch", "64")
+    try:
+        import torch
+        from sklearn.datasets import load_digits
+
+        from robustaudit.models.load import load_model
+
+        x = (load_digits().images[:24, None] / 16.0).astype(np.float32)
+        y = load_model(f"{tmp_path / 'net.py'}:build").predict_labels(torch.from_numpy(x))  # all clean-correct
+        np.savez(tmp_path / "d.npz", x=x, y=y.numpy())
+        out, budget = tmp_path / "run", 101
+        args = ["evaluate", "--model", f"{base}/v2/models/model", "--data", str(tmp_path / "d.npz"), "--eps", "0.03",
+                "--access", "scores", "--attacks", "square", "--budget", str(budget), "--shard-size", "24",
+                "--batch-size", "3", "--quiet", "--out", str(out)]
+        before = served_examples(base)
+        client = subprocess.Popen([sys.executable, "-m", "robustaudit", *args], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while _journaled(out) < 5 * budget and client.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+        assert _journaled(out) >= 5 * budget and _shards_done(out) == 0, "the kill must come inside the first shard"
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        res = json.loads((out / "results.json").read_text())
+        queries = [e["queries"] for e in res["examples"]]
+        assert max(queries) <= budget
+        # every query the server answered is reported, but those of the batch in flight at the kill (a rerun that
+        # forgot the first attempt would lose the 5 budgets journaled before it)
+        lost = served_examples(base) - before - sum(queries)
+        assert 0 <= lost <= 3 * budget
+    finally:
+        proc.terminate()
+        proc.wait(10)

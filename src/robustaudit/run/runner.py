@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -71,13 +71,15 @@ def evaluate(
     adaptive: bool = True,
     eot: int = 20,
     adaptations: Sequence[Adaptation] | None = None,
+    journal: Callable[[torch.Tensor], None] | None = None,
 ) -> EvalRecord:
     """Clean accuracy, then each attack on the examples every earlier attack failed on; one record per example.
 
     Adaptive evaluation: with `adaptive` the diagnostics choose adaptations (log-probabilities, EOT over `eot`
     draws, BPDA, or a gradient-free attack; `adaptations` imposes them, e.g. those shard 0 chose), and the
     cascade runs again, adapted, on the examples the naive cascade left robust; `naive_robust_accuracy` keeps
-    what the naive cascade alone reported.
+    what the naive cascade alone reported. `journal` is handed each example's queries so far after every attack
+    batch (a store keeps them, so an interrupted run resumes with what was spent).
 
     Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
     (clean prediction, checks, attacks, verification) is paid from one oracle, within the threat's
@@ -93,14 +95,14 @@ def evaluate(
     with inputs_checked():  # validated once, here: the attacks below trust their slices
         return _cascade(model, xt, yt, threat, attack_list, seed=seed, batch_size=batch_size, checks=checks,
                         progress=progress, target=target, starts=starts, spent=spent, start=start,
-                        adaptive=adaptive, eot=eot, adaptations=adaptations)
+                        adaptive=adaptive, eot=eot, adaptations=adaptations, journal=journal)
 
 
 def _cascade(
     model: LabelModel, xt: torch.Tensor, yt: torch.Tensor, threat: ThreatModel, attack_list: list[Attack], *,
     seed: int, batch_size: int, checks: bool, progress: bool, target: torch.Tensor | None,
     starts: tuple[torch.Tensor, torch.Tensor] | None, spent: torch.Tensor | None, start: float, adaptive: bool,
-    eot: int, adaptations: Sequence[Adaptation] | None,
+    eot: int, adaptations: Sequence[Adaptation] | None, journal: Callable[[torch.Tensor], None] | None,
 ) -> EvalRecord:
     n = len(xt)
     everyone = torch.arange(n)
@@ -156,6 +158,8 @@ def _cascade(
                     stopped = f"{name} stopped at example {int(batch[0])}: {e}"
                     break
                 oracle.absorb(batch, res.queries, res.gradients)
+                if journal is not None:
+                    journal(oracle.queries)
                 ok = res.success.cpu()
                 robust[batch[ok]] = False
                 x_adv[batch[ok]] = res.x_adv.cpu()[ok]

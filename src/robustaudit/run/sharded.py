@@ -4,6 +4,7 @@ seed and the shard index) and committed to the store as it finishes; the run's r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -60,7 +61,8 @@ def evaluate_sharded(
     records = {} if store is None else {s: store.get(s) for s in store.done() if s < count}
     unlabeled = False
 
-    def jobs(shards: range, opts: dict[str, Any]) -> Iterator[ShardJob]:
+    def jobs(shards: range, opts: dict[str, Any], here: bool) -> Iterator[ShardJob]:
+        """The shards' jobs; `here` (in this process): each journals its examples' spent queries to the store."""
         nonlocal unlabeled
         for s in shards:
             if s in records:
@@ -68,13 +70,17 @@ def evaluate_sharded(
             a, b = s * shard_size, min(n, (s + 1) * shard_size)
             xs, ys = data.read(a, b)
             extra = None if spent is None else spent[a:b].clone()
+            earlier = None if store is None else store.journaled(s, b - a)
+            if earlier is not None:  # an interrupted attempt's queries: spent, reported, and charged to the budget
+                extra = earlier if extra is None else extra + earlier
             if ys is None:  # the million-scale protocol: the model's own clean predictions are the labels
                 unlabeled = True
                 labeller = Oracle(model, b - a)
                 ys = labeller.labels(xs.to(model.device), torch.arange(b - a)).cpu()
                 extra = labeller.queries if extra is None else extra + labeller.queries
+            journal = {"journal": functools.partial(store.journal, s)} if store is not None and here else {}
             yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
-                           None if target is None else target[a:b], extra, opts)
+                           None if target is None else target[a:b], extra, {**opts, **journal})
 
     seen = sum(r.n for r in records.values())  # running totals for the bar, counted once per shard
     robust = sum(e.robust for r in records.values() for e in r.examples)
@@ -84,7 +90,7 @@ def evaluate_sharded(
         # shard 0 first, here: its diagnostics choose the adaptations every other shard then applies
         phases: list[tuple[LocalBackend | RayBackend, range, dict[str, Any]]] = [(local, range(1), options)]
         for phase, (runner, shards, opts) in enumerate(phases):
-            for s, rec in runner.run(jobs(shards, opts)):
+            for s, rec in runner.run(jobs(shards, opts, isinstance(runner, LocalBackend))):
                 if store is not None and rec.complete:
                     store.put(s, rec)
                 records[s] = rec

@@ -31,6 +31,7 @@ class Store:
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS shards (shard INTEGER PRIMARY KEY, record TEXT NOT NULL, "
                              "x_adv BLOB NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS spent (shard INTEGER PRIMARY KEY, queries TEXT NOT NULL)")
 
     def close(self) -> None:
         self._db.close()
@@ -52,8 +53,25 @@ class Store:
     def done(self) -> set[int]:
         return {r[0] for r in self._db.execute("SELECT shard FROM shards")}
 
+    def journal(self, shard: int, queries: torch.Tensor) -> None:
+        """Record what each example of an unfinished shard has spent so far (a resumed run continues from it, so
+        a budget holds across interruptions and every answered query is reported)."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO spent VALUES (?, ?)", (shard, json.dumps(queries.tolist())))
+
+    def journaled(self, shard: int, n: int) -> torch.Tensor | None:
+        """The queries an interrupted attempt at `shard` spent per example, if any (checked against its size)."""
+        row = self._db.execute("SELECT queries FROM spent WHERE shard = ?", (shard,)).fetchone()
+        if row is None:
+            return None
+        values = json.loads(row[0])
+        if not isinstance(values, list) or len(values) != n or not all(isinstance(v, int) and v >= 0 for v in values):
+            raise InputError(f"{self.path}: the spent-queries journal of shard {shard} is damaged; start a new run "
+                             "in another --out folder")
+        return torch.tensor(values, dtype=torch.long)
+
     def put(self, shard: int, record: EvalRecord) -> None:
-        """Commit one finished shard, atomically."""
+        """Commit one finished shard, atomically (its journal goes with it)."""
         buf = io.BytesIO()
         np.save(buf, record.x_adv.numpy(), allow_pickle=False)
         state = record.to_json()
@@ -61,6 +79,7 @@ class Store:
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?)", (shard, json.dumps(state),
                                                                                 buf.getvalue()))
+            self._db.execute("DELETE FROM spent WHERE shard = ?", (shard,))
 
     def get(self, shard: int) -> EvalRecord:
         row = self._db.execute("SELECT record, x_adv FROM shards WHERE shard = ?", (shard,)).fetchone()
