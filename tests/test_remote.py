@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 def served_examples(base: str) -> int:
-    text = httpx.get(f"{base}/metrics").text
+    text = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}).text
     return int(next(line.split()[-1] for line in text.splitlines() if line.startswith("robustaudit_inferred")))
 
 
@@ -108,9 +108,15 @@ def test_server_protects_itself(server: str) -> None:
     too_many = {"inputs": [{"name": "input", "shape": [65, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64 * 65}]}
     for body, status in [(b"{not json", 400), (json.dumps(too_many).encode(), 400),
                          (json.dumps({"inputs": [{"shape": [2, 3], "datatype": "FP32", "data": [1]}]}).encode(), 400),
-                         (b"x" * (65 << 20), 413)]:
+                         (b"x" * (65 << 20), 413), (b"[" * 100_000 + b"]" * 100_000, 400),
+                         (b'{"inputs": [{"name": "input", "shape": [100000, 64], "datatype": "FP32", "data": [' +
+                          b"0.5," * 1000, 400)]:
         r = httpx.post(f"{url}/infer", content=body, headers=auth)
-        assert r.status_code == status and "error" in r.json()
+        assert r.status_code == status and "error" in r.json(), (body[:40], r.text[:200])
+    for private in ("/metrics", "/openapi.json", "/v2", "/v2/models/model/ready"):
+        assert httpx.get(f"{server}{private}").status_code == 401
+        assert httpx.get(f"{server}{private}", headers=auth).status_code == 200
+    assert httpx.get(f"{url}/versions/7", headers=auth).status_code == 404
     assert httpx.get(f"{server}/v2/health/ready").status_code == 200
 
 
@@ -235,20 +241,23 @@ def test_nvidia_tritonclient_talks_to_serve(server: str, net_spec: str) -> None:
 
     auth = {"Authorization": "Bearer s3cret"}
     client = http.InferenceServerClient(url=server.removeprefix("http://"))
+    assert client.is_server_live(headers=auth) and client.is_server_ready(headers=auth)
+    assert client.is_model_ready("model", headers=auth) and client.is_model_ready("model", "1", headers=auth)
+    assert not client.is_model_ready("other", headers=auth)
+    assert client.get_server_metadata(headers=auth)["name"] == "robustaudit"
     meta = client.get_model_metadata("model", headers=auth)
     assert meta["inputs"][0]["name"] == "input" and meta["outputs"][0]["name"] == "scores"
     x, _ = data(3)
-    inp = http.InferInput("input", list(x.shape), "FP32")
-    inp.set_data_from_numpy(x.numpy(), binary_data=False)
-    out = http.InferRequestedOutput("scores", binary_data=False)
-    res = client.infer("model", [inp], outputs=[out], headers=auth)
     with torch.no_grad():
         ref = load_model(net_spec).predict_scores(x)
-    assert np.allclose(res.as_numpy("scores"), ref.numpy(), atol=1e-5)
-    binary = http.InferInput("input", list(x.shape), "FP32")
-    binary.set_data_from_numpy(x.numpy(), binary_data=True)  # an extension this server refuses cleanly
+    for binary in (False, True):  # JSON tensors, and the binary tensor data extension both ways
+        inp = http.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x.numpy(), binary_data=binary)
+        out = http.InferRequestedOutput("scores", binary_data=binary)
+        res = client.infer("model", [inp], outputs=[out], headers=auth, model_version="1")
+        assert np.allclose(res.as_numpy("scores"), ref.numpy(), atol=1e-5)
     with pytest.raises(InferenceServerException):
-        client.infer("model", [binary], headers=auth)
+        client.infer("model", [inp], outputs=[out], headers=auth, model_version="2")
     assert httpx.get(f"{server}/v2/health/ready").status_code == 200
 
 
