@@ -18,12 +18,24 @@ def build():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
 """
+BROKEN = {  # user models that fail: on import, when built, in forward, with NaN or integer scores
+    "import": "raise RuntimeError('boom')\ndef build(): pass\n",
+    "build": "def build():\n    raise ValueError('cannot build')\n",
+    "forward": "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+               "        return x @ torch.ones(3, 3)\ndef build(): return M()\n",
+    "nan": "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+           "        return torch.full((len(x), 10), float('nan')) + 0 * x.sum()\ndef build(): return M()\n",
+    "int": "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+           "        return torch.zeros(len(x), 10, dtype=torch.long)\ndef build(): return M()\n",
+}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("fuzz")
     (d / "net.py").write_text(NET)
+    for kind, code in BROKEN.items():
+        (d / f"broken_{kind}.py").write_text(code)
     rng = np.random.default_rng(0)
     x = rng.random((6, 1, 8, 8), dtype=np.float32)
     np.savez(d / "ok.npz", x=x, y=np.arange(6) % 10)
@@ -35,7 +47,8 @@ def files(tmp_path_factory) -> dict[str, str]:
     (d / "results.json").write_text(json.dumps({"examples": "wrong shape"}))
     return {"net": f"{d / 'net.py'}:build", "ok": str(d / "ok.npz"), "nan": str(d / "nan.npz"),
             "label10": str(d / "label10.npz"), "empty": str(d / "empty.npz"), "file": str(d / "a_file"),
-            "under": str(d / "a_file" / "out"), "bad_results": str(d), "dir": str(d)}
+            "under": str(d / "a_file" / "out"), "bad_results": str(d), "dir": str(d),
+            **{f"broken_{k}": f"{d / f'broken_{k}.py'}:build" for k in BROKEN}}
 
 
 def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
@@ -62,6 +75,9 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
         ]
         if name in ("evaluate", "curve", "transfer", "topk"):
             table.append((f"{name}: label 10", [*base, data_opt, f["label10"], "--out", "OUT"]))
+        for kind in BROKEN if name != "certify" else ("import", "build", "forward"):
+            table.append((f"{name}: model {kind}", [*[f[f"broken_{kind}"] if a == f["net"] else a for a in ok],
+                                                    "--out", "OUT"]))
         if name in ("evaluate", "transfer", "online"):
             table.append((f"{name}: eps fraction by zero", [*[("1/0" if a == "0.1" else a) for a in ok], "--out",
                                                            "OUT"]))

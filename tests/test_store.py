@@ -134,3 +134,23 @@ def test_the_budget_holds_across_a_kill_mid_shard(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_swapped_or_damaged_shard_record_is_refused(tmp_path: Path, demo_paths) -> None:
+    model, _ = demo_paths
+    small = demo_subset(demo_paths, tmp_path, 20)
+    out = tmp_path / "run"
+    args = ["evaluate", "--model", model, "--data", str(small), "--eps", "0.1", "--attacks", "fgsm",
+            "--shard-size", "10", "--no-checks", "--out", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    with sqlite3.connect(out / STORE_NAME) as db:
+        first, second = (r[0] for r in db.execute("SELECT record FROM shards ORDER BY shard"))
+        db.execute("UPDATE shards SET record = ? WHERE shard = 0", (second,))
+        db.execute("UPDATE shards SET record = ? WHERE shard = 1", (first,))
+    r = CliRunner().invoke(app, args)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.exit_code == 2 and last.startswith("error:") and "does not match" in last
+    with sqlite3.connect(out / STORE_NAME) as db:
+        db.execute("UPDATE shards SET record = '{\"n\": 3}' WHERE shard = 0")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2 and "damaged" in r.stderr and STORE_NAME in r.stderr

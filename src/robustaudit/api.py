@@ -126,7 +126,8 @@ def audit(
                                                                             trust_model_file), map_weight))
     if len(source) == 0:
         raise InputError("the data holds no examples")
-    x0, y0 = source.read(0, min(len(source), shard_size))  # the first shard, checked before anything starts
+    # checked before anything starts: data in memory whole, streamed data (decoded images) its first shard
+    x0, y0 = (source.x, source.y) if isinstance(source, ArraySource) else source.read(0, min(len(source), shard_size))
     check_inputs(x0, torch.zeros(len(x0), dtype=torch.long) if y0 is None else y0, threat.bounds)
     targets, spent = None, None
     if target is not None:

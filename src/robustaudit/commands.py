@@ -34,9 +34,13 @@ def _xy(data: DataLike, y: torch.Tensor | None, what: str, data_options: DataOpt
 
 
 def _classes_fit(labels: torch.Tensor, model: GradModel, x: torch.Tensor) -> None:
-    """Labels inside a white-box model's classes (one forward pass of one input, not an audited query)."""
+    """A white-box model gives finite scores, and the labels lie inside its classes (one forward pass of one
+    input, not an audited query)."""
     with torch.no_grad():
-        check_labels(labels, int(model.logits(x[:1].to(model.device)).shape[1]))
+        z = model.logits(x[:1].to(model.device))
+    if not bool(torch.isfinite(z).all()):
+        raise InputError(f"{getattr(model, 'name', 'a model')} returns NaN or infinite scores")
+    check_labels(labels, int(z.shape[1]))
 
 
 def _write_json(out: str | Path, name: str, result: dict[str, Any]) -> Path:
@@ -187,9 +191,10 @@ def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Ten
 
     threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
     x, labels = _xy(data, y, "the online attack")
-    record = online_audit(as_model(target, access=Access.LABELS, **model_kw),
-                          _white_box(surrogate, "the surrogate", device=model_kw.get("device"),
-                                     trust_model_file=model_kw.get("trust_model_file", False)), x, labels, threat,
+    attacker = _white_box(surrogate, "the surrogate", device=model_kw.get("device"),
+                          trust_model_file=model_kw.get("trust_model_file", False))
+    _classes_fit(labels, attacker, x)
+    record = online_audit(as_model(target, access=Access.LABELS, **model_kw), attacker, x, labels, threat,
                           k=k, attack=attack, strategies=None if strategy is None else [strategy],
                           permutations=permutations, seed=seed, progress=progress)
     r = record.to_json()

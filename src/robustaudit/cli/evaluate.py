@@ -135,7 +135,7 @@ def show(record: EvalRecord, where: Path) -> None:
 
 class _ToStderr(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(record.getMessage(), highlight=False)
+        err.print(record.getMessage(), highlight=False, soft_wrap=True)
 
 
 def _log_to_stderr() -> None:

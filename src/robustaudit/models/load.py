@@ -191,16 +191,22 @@ def _load_callable(spec: str) -> nn.Module:
             raise InputError(f"cannot import {target}")
         mod = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = mod
-        module_spec.loader.exec_module(mod)
+        try:
+            module_spec.loader.exec_module(mod)
+        except Exception as e:  # noqa: BLE001 - the user's file failed to import
+            raise InputError(f"importing {target} failed ({type(e).__name__}: {_first_line(e)})") from None
     else:
         try:
             mod = importlib.import_module(target)
-        except ImportError as e:
-            raise InputError(f"cannot import module {target!r}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - ImportError, or the module's own code failing
+            raise InputError(f"cannot import module {target!r} ({type(e).__name__}: {_first_line(e)})") from None
     fn = getattr(mod, attr, None)
     if fn is None:
         raise InputError(f"{target} has no attribute {attr!r}")
-    obj = fn() if callable(fn) and not isinstance(fn, nn.Module) else fn
+    try:
+        obj = fn() if callable(fn) and not isinstance(fn, nn.Module) else fn
+    except Exception as e:  # noqa: BLE001 - the user's constructor failed
+        raise InputError(f"{spec} failed to build the model ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(obj, nn.Module):
         raise InputError(f"{spec} returned {type(obj).__name__}, expected a torch.nn.Module")
     return obj

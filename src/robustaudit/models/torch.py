@@ -76,7 +76,17 @@ class TorchModel:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return extract_scores(self.module(self._input(x)), self.output_key)
+        try:
+            out = self.module(self._input(x))
+        except Exception as e:  # noqa: BLE001 - the user's model failed on this input: say so in one line
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+            raise InputError(f"the model failed on inputs of shape {tuple(x.shape[1:])} ({type(e).__name__}: "
+                             f"{msg}); check that the data has the layout the model expects") from None
+        z = extract_scores(out, self.output_key)
+        if not z.dtype.is_floating_point:
+            raise InputError(f"the model returns {str(z.dtype).replace('torch.', '')} scores: it must return "
+                             "floating-point logits (or probabilities)")
+        return z
 
     def predict_scores(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

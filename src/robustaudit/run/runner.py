@@ -258,6 +258,9 @@ def _clean_pass(oracle: Oracle, x: torch.Tensor, idx: torch.Tensor, batch_size: 
                 if z.dim() != 2 or len(z) != len(xb):
                     raise InputError(f"the model must return one row of scores per example, got shape "
                                      f"{tuple(z.shape)} for {len(xb)} inputs")
+                if not bool(torch.isfinite(z).all()):
+                    raise InputError("the model returns NaN or infinite scores on clean inputs: check the model "
+                                     "and its normalisation")
                 num_classes = z.shape[1]
                 preds[b] = z.argmax(1).cpu()
             else:

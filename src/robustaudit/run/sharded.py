@@ -19,7 +19,7 @@ from robustaudit.oracle import Oracle
 from robustaudit.progress import progress_bar
 from robustaudit.results import AttackSummary, EvalRecord, ExampleRecord, Flag
 from robustaudit.run.backends import LocalBackend, RayBackend, ShardJob
-from robustaudit.run.data import Source
+from robustaudit.run.data import ArraySource, Source
 from robustaudit.run.runner import check_attacks
 from robustaudit.run.store import Store
 from robustaudit.stats import clopper_pearson
@@ -59,6 +59,13 @@ def evaluate_sharded(
         raise InputError("the data holds no examples")
     count = math.ceil(n / shard_size)
     records = {} if store is None else {s: store.get(s) for s in store.done() if s < count}
+    for s, rec in records.items():  # a record read back must be the one of this shard of this data
+        a, b = s * shard_size, min(n, (s + 1) * shard_size)
+        labels = data.y[a:b].tolist() if isinstance(data, ArraySource) and data.y is not None else None
+        if rec.n != b - a or len(rec.x_adv) != b - a or (
+                labels is not None and [e.label for e in rec.examples] != labels):
+            raise InputError(f"{store.path if store else 'the store'}: the record of shard {s} does not match "
+                             f"examples {a}..{b - 1} of the data; start a new run in another --out folder")
     unlabeled = False
 
     def jobs(shards: range, opts: dict[str, Any], here: bool) -> Iterator[ShardJob]:

@@ -85,5 +85,9 @@ class Store:
         row = self._db.execute("SELECT record, x_adv FROM shards WHERE shard = ?", (shard,)).fetchone()
         if row is None:
             raise KeyError(shard)
-        return EvalRecord.from_json(json.loads(row[0]),
-                                    torch.from_numpy(np.load(io.BytesIO(row[1]), allow_pickle=False)))
+        try:
+            return EvalRecord.from_json(json.loads(row[0]),
+                                        torch.from_numpy(np.load(io.BytesIO(row[1]), allow_pickle=False)))
+        except (ValueError, KeyError, TypeError, OSError) as e:
+            raise InputError(f"{self.path}: the record of shard {shard} is damaged ({type(e).__name__}); start a new "
+                             "run in another --out folder") from None
