@@ -6,7 +6,8 @@
 
 from robustaudit import attacks
 from robustaudit.api import DataOptions, audit
-from robustaudit.commands import certify, curve, online, robustify, topk, transfer
+from robustaudit.commands import certify, check, curve, online, robustify, topk, transfer
+from robustaudit.gate import Gate
 from robustaudit.models import as_label_only, as_score_only, load_model
 from robustaudit.results import EvalRecord, ExampleRecord
 from robustaudit.run.runner import evaluate
@@ -20,6 +21,7 @@ __all__ = [
     "DataOptions",
     "EvalRecord",
     "ExampleRecord",
+    "Gate",
     "Norm",
     "ThreatModel",
     "__version__",
@@ -28,6 +30,7 @@ __all__ = [
     "attacks",
     "audit",
     "certify",
+    "check",
     "curve",
     "evaluate",
     "load_model",

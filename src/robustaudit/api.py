@@ -16,6 +16,7 @@ from torch import nn
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.errors import InputError
+from robustaudit.gate import Gate
 from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
 from robustaudit.results import EvalRecord
@@ -78,6 +79,7 @@ def audit(
     workers: int | None = None,
     data_options: DataOptions | None = None,
     progress: bool = False,
+    gate: Gate | None = None,
 ) -> EvalRecord:
     """Audit `model` on data under an `eps`-ball of `norm`: clean accuracy, then a cascade of attacks on the
     still-robust examples; robust accuracy with its exact 95% interval, diagnostics flags, one record per example.
@@ -92,7 +94,8 @@ def audit(
     `backend="ray"` runs shards on a Ray cluster (`address`, `workers`). With `adaptive` (the default) the
     diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
     gradient-free attack) and the adapted cascade attacks what the naive one left robust. Model files never run
-    code they carry unless `trust_model_file` (see `load_model`).
+    code they carry unless `trust_model_file` (see `load_model`). With `gate`, the record carries its verdict on
+    the robust accuracy (`record.gate["passed"]`), written with the other files.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
@@ -165,6 +168,11 @@ def audit(
     else:
         record = _stored_run(m, source, threat, attack_list, Path(out), config, shard_size, resume, options)
     record = _finish(record, config, source, factory, interpreter, layer)
+    if gate is not None:
+        handled = {code for a in record.adaptations for code in a["reason"].split(",")}
+        record = dataclasses.replace(record, gate=gate.judge("robust accuracy", record.robust_accuracy,
+                                                             record.robust_accuracy_ci95, record.flag_codes,
+                                                             handled))
     if out is not None:
         from robustaudit.report.files import write_run
 

@@ -14,6 +14,7 @@ from robustaudit.api import DataLike, DataOptions, ModelLike, _source
 from robustaudit.errors import InputError
 from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
+from robustaudit.results import EvalRecord
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm, parse_number
 from robustaudit.validate import check_inputs, check_labels
@@ -231,3 +232,79 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
     if out is not None:
         _write_json(out, "topk.json", result)
     return result
+
+
+CHECK_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("source", "mean", "std", "output_key", "access", "device", "trust_model_file"),
+    "data": ("path",),
+    "threat": ("norm", "eps", "bounds"),
+    "audit": ("attacks", "budget", "seed", "batch_size", "out", "adaptive", "eot", "shard_size"),
+    "gate": ("fail_under", "rule", "allow_flags"),
+    "track": ("jsonl",),
+}
+
+
+def read_check(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The audit a CI job runs, from `robustaudit.toml` (or the `[tool.robustaudit]` table of `pyproject.toml`):
+    tables model, data, threat, audit, gate and track with the keys of CHECK_KEYS; relative paths are relative
+    to the file's folder."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist: give robustaudit.toml or a pyproject.toml with [tool.robustaudit]")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p} is not valid TOML ({e})") from None
+    if p.name == "pyproject.toml":
+        doc = doc.get("tool", {}).get("robustaudit")
+        if not isinstance(doc, dict):
+            raise InputError(f"{p} has no [tool.robustaudit] table")
+    for table, keys in doc.items():
+        if table not in CHECK_KEYS or not isinstance(keys, dict):
+            raise InputError(f"{p}: unknown table [{table}]; use {', '.join(CHECK_KEYS)}")
+        unknown = set(keys) - set(CHECK_KEYS[table])
+        if unknown:
+            raise InputError(f"{p}: unknown key(s) {sorted(unknown)} in [{table}]; use {', '.join(CHECK_KEYS[table])}")
+    for table, key in (("model", "source"), ("data", "path"), ("threat", "eps")):
+        if key not in doc.get(table, {}):
+            raise InputError(f"{p}: [{table}] needs {key!r}")
+    base = p.resolve().parent
+
+    def local(value: str) -> str:
+        return value if "://" in value or Path(value).is_absolute() else str(base / value)
+
+    doc["model"]["source"] = local(str(doc["model"]["source"]))
+    doc["data"]["path"] = local(str(doc["data"]["path"]))
+    for table, key in (("audit", "out"), ("track", "jsonl")):
+        if key in doc.get(table, {}):
+            doc[table][key] = local(str(doc[table][key]))
+    return doc
+
+
+def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path]:
+    """Run the audit `read_check(path)` describes, gate included (`record.gate`); its files go to [audit] out
+    (default: robustaudit-report next to the file), one line to [track] jsonl when set. Returns the record and
+    the folder written."""
+    from robustaudit.api import audit
+    from robustaudit.gate import Gate, append_jsonl
+
+    doc = read_check(path)
+    model, threat, run, gate_opts = doc["model"], doc["threat"], doc.get("audit", {}), doc.get("gate", {})
+    gate = None if "fail_under" not in gate_opts else Gate(float(gate_opts["fail_under"]), str(gate_opts.get(
+        "rule", "lower")), tuple(gate_opts.get("allow_flags", ())))
+    out = run.get("out", str(Path(path).resolve().parent / "robustaudit-report"))
+    bounds = threat.get("bounds", [0.0, 1.0])
+    record = audit(model["source"], doc["data"]["path"], eps=threat["eps"], norm=threat.get("norm", "linf"),
+                   bounds=Bounds(float(bounds[0]), float(bounds[1])), attacks=run.get("attacks"),
+                   budget=run.get("budget"), seed=run.get("seed", 0), batch_size=run.get("batch_size", 256),
+                   adaptive=run.get("adaptive", True), eot=run.get("eot", 20), shard_size=run.get("shard_size", 512),
+                   access=model.get("access"), mean=model.get("mean"), std=model.get("std"),
+                   output_key=model.get("output_key"), device=model.get("device"),
+                   trust_model_file=bool(model.get("trust_model_file", False)), out=out, gate=gate,
+                   progress=progress)
+    if "jsonl" in doc.get("track", {}):
+        append_jsonl(doc["track"]["jsonl"], {"command": "check", "config": str(path), "out": out,
+                                             **{k: v for k, v in record.to_json().items() if k != "examples"}})
+    return record, Path(out)

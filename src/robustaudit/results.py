@@ -185,6 +185,7 @@ class EvalRecord:
     interpretation: dict[str, Any] | None = None  # --interpreter: how the broken examples' maps changed
     adaptations: list[dict[str, Any]] = field(default_factory=list)  # what the diagnostics made the attacks adapt
     naive_robust_accuracy: float | None = None  # with adaptations: what the naive cascade alone reported
+    gate: dict[str, Any] | None = None  # the release gate's verdict, when one was set
 
     @property
     def complete(self) -> bool:
@@ -214,6 +215,7 @@ class EvalRecord:
             "attacks": [a.to_json() for a in self.attacks],
             "flags": [f.to_json() for f in self.flags],
             **({} if self.interpretation is None else {"interpretation": self.interpretation}),
+            **({} if self.gate is None else {"gate": self.gate}),
             "examples": [e.to_json() for e in self.examples],
         }
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from robustaudit.cli import certify, evaluate, runs, tools, topk, transfer
+from robustaudit.cli import certify, check, evaluate, runs, tools, topk, transfer
 from robustaudit.cli.common import command, out
 from robustaudit.cli.scaling import app as scaling_app
 from robustaudit.version import __version__
@@ -30,18 +30,19 @@ def _main(
     """Audit how robust a classifier really is."""
 
 
-command(app, model=True, remote=True, data=True)(evaluate.evaluate)
+command(app, model=True, remote=True, data=True, gate=True)(evaluate.evaluate)
 command(app)(tools.demo)
 command(app, model=True)(tools.serve)
 command(app)(tools.attacks)
 command(app, model=True, remote=True, data=True)(runs.curve)
 command(app)(runs.report)
 command(app)(runs.compare)
-command(app, model=True, remote=True)(transfer.transfer)
+command(app, model=True, remote=True, gate=True)(transfer.transfer)
 command(app, model=True, remote=True)(transfer.online)
 command(app, model=True)(topk.topk)
-command(app, model=True, remote=True)(certify.certify)
+command(app, model=True, remote=True, gate=True)(certify.certify)
 command(app, model=True, remote=True)(certify.robustify)
+command(app)(check.check)
 app.add_typer(scaling_app, name="scaling")
 
 

@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustaudit.cli.common import BoundsOpt, ModelOptions, NpzOpt, OutOpt, QuietOpt, out, parse_bounds, show_progress
+from robustaudit.cli.common import (
+    BoundsOpt,
+    ModelOptions,
+    NpzOpt,
+    OutOpt,
+    QuietOpt,
+    out,
+    parse_bounds,
+    show_progress,
+    verdict,
+)
+from robustaudit.gate import Gate, append_jsonl
+from robustaudit.stats import clopper_pearson
 
 
 def certify(
@@ -17,6 +29,8 @@ def certify(
     data: NpzOpt,
     out_dir: OutOpt,
     model_options: ModelOptions,
+    gate: Gate | None,
+    jsonl: Path | None,
     n0: Annotated[int, typer.Option(help="noise samples to select the class")] = 100,
     n: Annotated[int, typer.Option(help="noise samples to estimate its probability")] = 10_000,
     alpha: Annotated[float, typer.Option(help="failure probability of each certificate")] = 0.001,
@@ -27,6 +41,7 @@ def certify(
     seed: Annotated[int, typer.Option(help="seed of the noise")] = 0,
     bounds: BoundsOpt = "0,1",
     quiet: QuietOpt = False,
+    radius: Annotated[float, typer.Option(help="the L2 radius whose certified accuracy --fail-under judges")] = 0.5,
 ) -> None:
     """Randomized smoothing (Cohen et al. 2019): per example the smoothed prediction (or abstain) and its
     certified L2 radius; certified accuracy at radii 0-1 and the curve (report.html)."""
@@ -39,11 +54,18 @@ def certify(
     table = Table(title=f"randomized smoothing, sigma={sigma:g}, n={n}, alpha={alpha:g}, {r['examples']} examples")
     table.add_column("L2 radius")
     table.add_column("certified accuracy", justify="right")
-    for radius in RADII:
-        table.add_row(f"{radius:g}", f"{r['certified_accuracy'][f'{radius:g}']['certified_accuracy']:.3f}")
+    for at in RADII:
+        table.add_row(f"{at:g}", f"{r['certified_accuracy'][f'{at:g}']['certified_accuracy']:.3f}")
     out.print(table)
     out.print(f"{r['abstained']} abstained; {r['queries_total']} queries; results written to {out_dir}/ "
               "(report.html, certify.json, summary.md)", highlight=False)
+    if jsonl is not None:
+        append_jsonl(jsonl, {"command": "certify", "out": str(out_dir),
+                             **{k: v for k, v in r.items() if k not in ("per_example", "curve")}})
+    if gate is not None:
+        k = sum(e["correct"] and e["radius"] >= radius for e in r["per_example"])
+        verdict(gate.judge(f"certified accuracy at L2 radius {radius:g}", k / r["examples"],
+                           clopper_pearson(k, r["examples"])))
 
 
 def robustify(

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from robustaudit.api import DataOptions
 from robustaudit.errors import InputError
+from robustaudit.gate import Gate
 from robustaudit.types import Bounds, parse_number
 
 err = Console(stderr=True)
@@ -101,6 +102,37 @@ def _remote_params() -> list[inspect.Parameter]:
     ]
 
 
+def _gate_params() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("fail_under", kw, default=None, annotation=Annotated[float | None, typer.Option(
+            help="release gate: exit 1 when the figure is below this (default rule: the lower end of its 95% "
+            "interval)", rich_help_panel=_G)]),
+        inspect.Parameter("gate", kw, default="lower", annotation=Annotated[str, typer.Option(
+            help="lower (the interval's lower end) or point (the estimate)", rich_help_panel=_G)]),
+        inspect.Parameter("allow_flag", kw, default=None, annotation=Annotated[list[str] | None, typer.Option(
+            help="a diagnostic code that may fire without failing the gate (repeat the option)",
+            rich_help_panel=_G)]),
+        inspect.Parameter("jsonl", kw, default=None, annotation=Annotated[Path | None, typer.Option(
+            help="append one JSON line per run to this file (for any tracker)", rich_help_panel=_G)]),
+    ]
+
+
+def _gate(values: dict[str, Any]) -> tuple[Gate | None, Path | None]:
+    fail_under, rule, allowed = values.pop("fail_under"), values.pop("gate"), values.pop("allow_flag")
+    jsonl = values.pop("jsonl")
+    return (None if fail_under is None else Gate(fail_under, rule, tuple(allowed or ()))), jsonl
+
+
+def verdict(result: dict[str, Any] | None) -> None:
+    """Print the gate's one line and exit 1 when it failed."""
+    if result is None:
+        return
+    (out if result["passed"] else err).print(result["line"], highlight=False, markup=False, soft_wrap=True)
+    if not result["passed"]:
+        raise typer.Exit(code=1)
+
+
 def _data_params() -> list[inspect.Parameter]:
     kw = inspect.Parameter.KEYWORD_ONLY
     return [
@@ -118,7 +150,7 @@ def _data_params() -> list[inspect.Parameter]:
     ]
 
 
-_M, _R, _D = "Model options", "Remote model options", "Data options"
+_M, _R, _D, _G = "Model options", "Remote model options", "Data options", "Gate and tracking"
 
 
 def _model_options(values: dict[str, Any], remote: bool) -> ModelOptions:
@@ -140,17 +172,18 @@ def _data_options(values: dict[str, Any]) -> DataOptions:
 
 
 def command(app: typer.Typer, name: str | None = None, *, model: bool = False, remote: bool = False,
-            data: bool = False) -> Callable[[F], F]:
+            data: bool = False, gate: bool = False) -> Callable[[F], F]:
     """Register `fn` as a command of `app`: an `InputError` it raises becomes one line on stderr and exit 2; with
     `model` (and `remote`) it gets the model options as `model_options: ModelOptions`, with `data` the image
-    folder / Parquet options as `data_options: DataOptions`."""
+    folder / Parquet options as `data_options: DataOptions`, with `gate` `gate: Gate | None` and
+    `jsonl: Path | None` (--fail-under, --gate, --allow-flag, --jsonl)."""
 
     def register(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()
-                  if p.name not in ("model_options", "data_options")]
+                  if p.name not in ("model_options", "data_options", "gate", "jsonl")]
         params += (_model_params() if model else []) + (_remote_params() if remote else []) + \
-            (_data_params() if data else [])
+            (_data_params() if data else []) + (_gate_params() if gate else [])
 
         @functools.wraps(fn)
         def wrapper(**values: Any) -> Any:
@@ -160,6 +193,8 @@ def command(app: typer.Typer, name: str | None = None, *, model: bool = False, r
                     values["model_options"] = _model_options(values, remote)
                 if data:
                     values["data_options"] = _data_options(values)
+                if gate:
+                    values["gate"], values["jsonl"] = _gate(values)
                 return fn(**values)
             except InputError as e:
                 fail(str(e))

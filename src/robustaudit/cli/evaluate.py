@@ -23,8 +23,10 @@ from robustaudit.cli.common import (
     out,
     parse_bounds,
     show_progress,
+    verdict,
 )
 from robustaudit.errors import InputError
+from robustaudit.gate import Gate, append_jsonl
 from robustaudit.results import EvalRecord
 
 
@@ -38,6 +40,8 @@ def evaluate(
     out_dir: OutOpt,
     model_options: ModelOptions,
     data_options: DataOptions,
+    gate: Gate | None,
+    jsonl: Path | None,
     norm: NormOpt = "linf",
     attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
                                                      "with gradients; square,genetic (l2: square) with scores; "
@@ -93,12 +97,17 @@ def evaluate(
                    target=target, surrogate=surrogate, starts=starts, interpreter=interpreter, layer=layer,
                    map_weight=map_weight, checks=checks, adaptive=adaptive == "auto", eot=eot, shard_size=shard_size,
                    address=address, workers=workers,
-                   data_options=data_options, progress=show_progress(quiet), **model_options.load_kwargs())
+                   data_options=data_options, progress=show_progress(quiet), gate=gate,
+                   **model_options.load_kwargs())
     show(record, out_dir)
+    if jsonl is not None:
+        append_jsonl(jsonl, {"command": "evaluate", "out": str(out_dir), **{k: v for k, v in record.to_json().items()
+                                                                          if k != "examples"}})
     if not record.complete:
         err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done; rerun the same "
                   "command to resume", highlight=False)
         raise typer.Exit(code=1)
+    verdict(record.gate)
 
 
 def show(record: EvalRecord, where: Path) -> None:

@@ -60,6 +60,7 @@ def summary_markdown(record: EvalRecord) -> str:
         + ("" if record.naive_robust_accuracy is None else
            f"; the naive cascade alone reported {record.naive_robust_accuracy:.3f}"),
         f"- wall time: {record.seconds:.1f} s, seed {record.seed}",
+        *([] if record.gate is None else [f"- {record.gate['line']}"]),
         "",
         "| attack | attacked | broken | seconds | gradients | forward passes |",
         "|---|---|---|---|---|---|",
