@@ -153,3 +153,15 @@ def test_score_access_attacks_log_scores_and_votes_on_a_randomised_model(robust_
     rec = robustaudit.audit(noisy, x, y, eps=EPS, access="labels", budget=300, eot=5)
     assert [a["name"] for a in rec.adaptations] == ["eot"]
     assert sum(e.queries for e in rec.examples) == noisy.forward_rows and max(e.queries for e in rec.examples) <= 300
+
+
+def test_black_box_beating_white_box_adapts_the_survivors(robust_cnn, test_set) -> None:
+    x, y = test_set[0][:48], test_set[1][:48]
+    masked = Quantised(robust_cnn).eval()
+    rec = robustaudit.audit(masked, x, y, eps=EPS, attacks=[robustaudit.attacks.PGD(steps=10),
+                                                            robustaudit.attacks.Square(n_queries=300)], checks=False)
+    assert "gradient_masking" in rec.flag_codes
+    assert [(a["name"], a["reason"]) for a in rec.adaptations] == [("straight_through", "gradient_masking")]
+    assert [a.name for a in rec.attacks] == ["pgd", "square", "pgd+bpda", "square+bpda"]
+    assert rec.naive_robust_accuracy is not None and rec.robust_accuracy < rec.naive_robust_accuracy
+    assert _verified(rec, masked, x, y) == 1.0

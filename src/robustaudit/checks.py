@@ -199,7 +199,7 @@ class Adaptation:
 
 
 GRADIENT_FLAGS = ("zero_gradients", "nonfinite_gradients", "non_differentiable", "shattered_gradients",
-                  "not_broken_at_large_eps")
+                  "not_broken_at_large_eps", "gradient_masking")
 GRADIENT_FREE_QUERIES = 5000  # Square's budget when no gradient can be repaired (AutoAttack's)
 
 

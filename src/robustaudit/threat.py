@@ -10,6 +10,8 @@ import torch
 from robustaudit.errors import InputError
 from robustaudit.types import Bounds, Norm, parse_number
 
+MAX_EPS = 1e15  # beyond, float32 distances overflow; far beyond any input box's diameter
+
 
 @dataclass(frozen=True)
 class ThreatModel:
@@ -33,6 +35,9 @@ class ThreatModel:
         eps = parse_number(self.eps)
         if not math.isfinite(eps) or eps <= 0:
             raise InputError(f"eps must be a finite number > 0, got {self.eps}")
+        if eps > MAX_EPS:
+            raise InputError(f"eps {eps:g} is too large to compute with (over {MAX_EPS:g}); a ball the size of the "
+                             "input box's diameter already allows every input")
         object.__setattr__(self, "eps", eps)
         if self.max_queries is not None and (int(self.max_queries) != self.max_queries or self.max_queries < 1):
             raise InputError(f"the query budget must be a positive integer or None, got {self.max_queries}")

@@ -22,9 +22,13 @@ def write_report(run: str | Path) -> Path:
     d = Path(run)
     if not (d / "results.json").is_file():
         raise InputError(f"{d} holds no results.json: give the --out folder of an evaluate run")
-    r = json.loads((d / "results.json").read_text())
-    curve = json.loads((d / "curve.json").read_text()) if (d / "curve.json").is_file() else None
-    return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r))
+    try:
+        r = json.loads((d / "results.json").read_text())
+        curve = json.loads((d / "curve.json").read_text()) if (d / "curve.json").is_file() else None
+        return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r))
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as e:
+        raise InputError(f"{d}: its results.json, curve.json or gallery.npz is not what an evaluate run writes "
+                         f"({type(e).__name__}: {e}); rerun the audit into this folder") from None
 
 
 def render(out: Path, template: str, **context: Any) -> Path:

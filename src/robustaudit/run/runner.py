@@ -186,6 +186,13 @@ def _cascade(
             summaries.append(summary)
             if stopped:
                 break
+            if stage == len(stages) - 1 and not plan and adaptive and adaptations is None:
+                # black-box beat white-box: adapt now, and attack the survivors again (shard 0 decides for all)
+                masked = [f for f in cascade_flags(summaries, [a.requires for a, _, _ in stages], n)
+                          if f.code == "gradient_masking"]
+                if masked:
+                    plan = choose_adaptations(masked, model, eot)
+                    stages += _adapted_stages(plan, attack_list, adapt(model, plan)[1])
     flags += cascade_flags(summaries, [a.requires for a, _, _ in stages[: len(summaries)]], n)
     if stopped:
         flags.append(Flag("incomplete", f"the audit stopped early ({stopped}); examples not attacked by every "
