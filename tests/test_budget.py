@@ -50,16 +50,33 @@ def served(tmp_path_factory) -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.mark.parametrize("access", ["scores", "labels"])
-def test_budget_holds_through_serve_and_the_server_agrees(served: str, access: str) -> None:
-    x, y = _digits(12)
-    budget = 60
+REMOTE = [(name, level) for name in available() for level in (Access.SCORES, Access.LABELS)
+          if level >= get(name).requires]
+
+
+@pytest.mark.parametrize(("name", "level"), REMOTE, ids=[f"{n}-{LEVELS[a]}" for n, a in REMOTE])
+def test_budget_holds_through_serve_and_the_server_agrees(served: str, name: str, level: Access) -> None:
+    x, y = _digits(6)
+    budget = 25
+    attack = get(name)
+    norm = Norm.LINF if Norm.LINF in attack.norms else next(iter(attack.norms))
     before = served_examples(served)
-    rec = robustaudit.audit(f"{served}/v2/models/model", x, y, eps=0.2, budget=budget, access=access)
-    assert [a.name for a in rec.attacks] == (["square", "genetic"] if access == "scores" else ["rays"])
+    rec = robustaudit.audit(f"{served}/v2/models/model", x, y, eps=0.3 if norm == Norm.LINF else 2.0, norm=norm,
+                            attacks=name, budget=budget, access=LEVELS[level],
+                            target=1 if name == "cgba-h" else None)
     queries = [e.queries for e in rec.examples]
     assert max(queries) <= budget
     assert sum(queries) == served_examples(served) - before
+
+
+def test_default_remote_audits_keep_the_budget(served: str) -> None:
+    x, y = _digits(12)
+    for access, names in (("scores", ["square", "genetic"]), ("labels", ["rays"])):
+        before = served_examples(served)
+        rec = robustaudit.audit(f"{served}/v2/models/model", x, y, eps=0.2, budget=60, access=access)
+        assert [a.name for a in rec.attacks] == names
+        assert max(e.queries for e in rec.examples) <= 60
+        assert sum(e.queries for e in rec.examples) == served_examples(served) - before
 
 
 def test_targets_and_labels_are_paid_from_the_budget() -> None:
