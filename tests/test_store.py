@@ -30,15 +30,20 @@ def _command(model: Path, data: Path, out: Path, eps: str = "0.1") -> list[str]:
             "--shard-size", str(SHARD), "--out", str(out), "--quiet", "--no-checks"]
 
 
-def _shards_done(out: Path) -> int:
+def _rows(out: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of a read-only query on the run's store while another process writes it (none before it exists)."""
     path = out / STORE_NAME
     if not path.is_file():
-        return 0
+        return []
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return int(db.execute("SELECT count(*) FROM shards").fetchone()[0])
+            return list(db.execute(sql))
     except sqlite3.OperationalError:  # the table is not created yet
-        return 0
+        return []
+
+
+def _shards_done(out: Path) -> int:
+    return len(_rows(out, "SELECT shard FROM shards"))
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path: Path, demo_paths) -> None:
@@ -85,14 +90,7 @@ def test_resume_with_other_options_is_refused(tmp_path: Path, demo_paths) -> Non
 
 def _journaled(out: Path) -> int:
     """Queries the store's journal says the unfinished shards have spent."""
-    path = out / STORE_NAME
-    if not path.is_file():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
-            return sum(sum(json.loads(row[0])) for row in db.execute("SELECT queries FROM spent"))
-    except sqlite3.OperationalError:
-        return 0
+    return sum(sum(json.loads(str(row[0]))) for row in _rows(out, "SELECT queries FROM spent"))
 
 
 def test_the_budget_holds_across_a_kill_mid_shard(tmp_path: Path) -> None:
