@@ -235,7 +235,7 @@ def _cascade(
     )
 
 
-TAGS = {"log_probabilities": "logp", "straight_through": "bpda", "eot": "eot", "gradient_free": "gradient-free"}
+TAGS = {"log_probabilities": "logp", "straight_through": "bpda", "eot": "eot"}
 
 
 def _adapted_stages(plan: list[Adaptation], attacks: list[Attack],
