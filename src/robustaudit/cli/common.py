@@ -121,6 +121,8 @@ def _gate_params() -> list[inspect.Parameter]:
 def _gate(values: dict[str, Any]) -> tuple[Gate | None, Path | None]:
     fail_under, rule, allowed = values.pop("fail_under"), values.pop("gate"), values.pop("allow_flag")
     jsonl = values.pop("jsonl")
+    if jsonl is not None and jsonl.is_dir():  # refused before the audit runs, not after it wrote its files
+        raise InputError(f"--jsonl {jsonl} is a folder: give a file")
     return (None if fail_under is None else Gate(fail_under, rule, tuple(allowed or ()))), jsonl
 
 
@@ -239,10 +241,6 @@ def eps_value(text: str) -> float:
 
 def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
-
-
-def written(where: Path, names: list[str]) -> None:
-    out.print(f"results written to {where}/ ({', '.join(names)})", highlight=False)
 
 
 EpsOpt = Annotated[str, typer.Option(help="perturbation budget in input units: a number or a fraction (8/255)")]
