@@ -27,7 +27,24 @@ def test_paired_difference_interval() -> None:
     assert lo < 0 < d < hi and mcnemar_exact(12, 4) > 0.05  # the interval and the test agree
     d, lo, hi = paired_difference(5, 5, 100)
     assert d == 0 and lo == pytest.approx(-hi)
-    assert paired_difference(0, 0, 10) == (0.0, 0.0, 0.0)
+    d, lo, hi = paired_difference(0, 0, 10)
+    assert lo < d == 0 < hi  # no disagreement in 10 examples does not prove equality
+    d, lo, hi = paired_difference(6, 0, 100)
+    assert lo < d < hi  # one side 0: the estimate is not on a bound by construction
+
+
+def test_paired_difference_covers_the_truth() -> None:
+    # Oracle: simulate paired outcomes with known p_b, p_c; the 95% interval must cover p_b - p_c >= 95% of the time
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for p_b, p_c, n in [(0.03, 0.0, 60), (0.10, 0.05, 100), (0.2, 0.2, 40)]:
+        counts = rng.multinomial(n, [p_b, p_c, 1 - p_b - p_c], size=2000)
+        pairs, seen = [(int(b), int(c)) for b, c, _ in counts], {}
+        for pair in set(pairs):
+            _, lo, hi = paired_difference(*pair, n)
+            seen[pair] = lo <= p_b - p_c <= hi
+        assert sum(seen[pair] for pair in pairs) / len(pairs) >= 0.95
 
 
 def _run(folder: Path, robust: list[bool], labels: list[int]) -> Path:

@@ -98,3 +98,39 @@ def test_bad_sources_say_how_to_fix(tmp_path: Path) -> None:
     pq.write_table(pa.table({"pixels": [b"x"]}), tmp_path / "cols.parquet")
     with pytest.raises(InputError, match="image-column"):
         open_source(tmp_path / "cols.parquet")
+
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def test_class_map_and_label_mismatch(demo_paths, tmp_path: Path) -> None:
+    """Folders named by word sort as eight, five, four, ...: without --classes the labels do not match the model's
+    classes and the audit says so (a flag that fails the gate); with --classes (text or JSON) they do."""
+    model, data = demo_paths
+    d = np.load(data)
+    folder = tmp_path / "words"
+    for i, (img, label) in enumerate(zip(d["x"][:30], d["y"][:30], strict=True)):
+        (folder / NAMES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(img[0] * 255).astype(np.uint8), mode="L").save(folder / NAMES[label] / f"{i}.png")
+    (tmp_path / "names.txt").write_text("\n".join(NAMES) + "\n")
+    (tmp_path / "names.json").write_text(json.dumps({n: i for i, n in enumerate(NAMES)}))
+    runner = CliRunner()
+
+    def run(*extra: str) -> tuple[int, dict]:
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        r = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(folder), "--channels", "1", "--eps",
+                                "0.05", "--attacks", "fgsm", "--no-checks", "--quiet", "--out", str(out), *extra])
+        assert r.exit_code in (0, 1), r.output
+        return r.exit_code, json.loads((out / "results.json").read_text())
+
+    code, plain = run("--fail-under", "0.0")
+    assert "label_mismatch" in [f["code"] for f in plain["flags"]] and plain["clean_accuracy"] < 0.3
+    assert code == 1 and "--classes" in next(f["message"] for f in plain["flags"] if f["code"] == "label_mismatch")
+    for mapping in ("names.txt", "names.json"):
+        code, mapped = run("--classes", str(tmp_path / mapping), "--fail-under", "0.0")
+        assert code == 0 and mapped["clean_accuracy"] > 0.8
+        assert "label_mismatch" not in [f["code"] for f in mapped["flags"]]
+    (tmp_path / "short.json").write_text(json.dumps({"zero": 0}))
+    r = runner.invoke(app, ["evaluate", "--model", str(model), "--data", str(folder), "--channels", "1", "--eps",
+                            "0.05", "--classes", str(tmp_path / "short.json"), "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 2 and "no class index for the folder" in r.output

@@ -40,7 +40,8 @@ def free_port() -> int:
 
 def served_examples(base: str) -> int:
     text = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}).text
-    return int(next(line.split()[-1] for line in text.splitlines() if line.startswith("robustaudit_inferred")))
+    return int(float(next(line.split()[-1] for line in text.splitlines()
+                          if line.startswith("robustaudit_inferred_examples_total"))))
 
 
 @pytest.fixture(scope="module")

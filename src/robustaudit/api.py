@@ -15,6 +15,7 @@ from torch import nn
 
 from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
+from robustaudit.checks import label_mismatch
 from robustaudit.errors import InputError
 from robustaudit.gate import Gate
 from robustaudit.models.base import GradModel, LabelModel
@@ -23,24 +24,13 @@ from robustaudit.results import EvalRecord
 from robustaudit.run.data import ArraySource, Source, load_npz, open_source
 from robustaudit.run.fingerprint import fingerprint_data, fingerprint_model, sha256_tensors
 from robustaudit.threat import ThreatModel
-from robustaudit.types import Access, Bounds, Norm, parse_number
+from robustaudit.types import Access, Bounds, DataOptions, Norm, parse_number
 from robustaudit.version import __version__
 
 SCHEMA_VERSION = 2
 GALLERY = 8  # broken examples shown in the report
 ModelLike = str | Path | nn.Module | LabelModel
 DataLike = str | Path | torch.Tensor | np.ndarray | Source
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DataOptions:
-    """How image folders and Parquet are read (ignored for arrays and .npz)."""
-
-    size: tuple[int, int] | None = None
-    channels: int = 3
-    crop: bool = False
-    image_column: str = "image"
-    label_column: str = "label"
 
 
 def audit(
@@ -146,7 +136,7 @@ def audit(
         "schema_version": SCHEMA_VERSION,
         "model": _name(model), "model_sha256": fingerprint_model(model), "data_sha256": fingerprint_data(source,
                                                                                                       data_or_x),
-        "data_options": dataclasses.asdict(opts) if not isinstance(source, ArraySource) else None,
+        "data_options": opts.to_json() if not isinstance(source, ArraySource) else None,
         "model_options": {"mean": None if mean is None else list(mean), "std": None if std is None else list(std),
                           "output_key": output_key, "access": None if level is None else level.name.lower()},
         "threat": threat.to_json(), "attacks": [attack_settings(a) for a in attack_list], "seed": seed,
@@ -237,7 +227,9 @@ def _finish(record: EvalRecord, config: dict[str, Any], source: Source, factory:
         "data_sha256": config["data_sha256"], "model_options": config["model_options"],
         "attack_settings": config["attacks"],
     }
-    record = dataclasses.replace(record, model_sha256=config["model_sha256"], provenance=provenance)
+    mismatch = label_mismatch(record.examples, record.data)
+    record = dataclasses.replace(record, model_sha256=config["model_sha256"], provenance=provenance,
+                                 flags=record.flags + ([mismatch] if mismatch else []))
     if interpreter is None:
         return record
     from robustaudit.interpret.maps import map_similarity
@@ -289,7 +281,7 @@ def _source(data: DataLike, y: torch.Tensor | np.ndarray | None, opts: DataOptio
         if y is not None:
             raise InputError("labels come from the data file: give y only with arrays")
         return open_source(data, size=opts.size, channels=opts.channels, crop=opts.crop,
-                           image_column=opts.image_column, label_column=opts.label_column)
+                           image_column=opts.image_column, label_column=opts.label_column, classes=opts.classes)
     if isinstance(data, torch.Tensor | np.ndarray):
         x = data if torch.is_tensor(data) else torch.from_numpy(np.asarray(data))
         yt = None if y is None else (y if torch.is_tensor(y) else torch.from_numpy(np.asarray(y))).long()

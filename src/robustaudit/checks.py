@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -17,7 +18,8 @@ from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
 from robustaudit.ops.zo import probe_values
 from robustaudit.oracle import Oracle
-from robustaudit.results import AttackSummary, Flag
+from robustaudit.results import AttackSummary, ExampleRecord, Flag
+from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm
 
@@ -74,6 +76,29 @@ def model_checks(
             flags += _large_eps_check(judged, x[probe], y[probe], correct[probe], threat, seed, oracle, probe)
     run.absorb(probe, oracle.queries, oracle.gradients)
     return flags
+
+
+def label_mismatch(examples: list[ExampleRecord], data: dict[str, Any]) -> Flag | None:
+    """A clean accuracy no better than chance (its 95% interval's lower end at or below 1/K for K distinct labels)
+    means the labels probably do not name the model's classes: the flag says the likely cause for the data's
+    source."""
+    evaluated = [e for e in examples if e.evaluated and e.clean_prediction is not None]
+    k = len({e.label for e in evaluated})
+    if k < 2:
+        return None
+    correct = sum(e.clean_prediction == e.label for e in evaluated)
+    if clopper_pearson(correct, len(evaluated))[0] > 1 / k:
+        return None
+    if data.get("source") == "image folder" and not data.get("class_map"):
+        cause = ("the image folder's sorted folder names became labels 0..K-1; if the model numbers its classes "
+                 "otherwise, map folder names to its indices with --classes FILE")
+    elif data.get("source") == "image folder":
+        cause = "check that --classes maps each folder to the model's class index"
+    else:
+        cause = "check that the labels use the model's class indices and that inputs are scaled and normalised as " \
+                "the model expects (--mean/--std, --bounds)"
+    return Flag("label_mismatch", f"clean accuracy {correct}/{len(evaluated)} is no better than chance (1/{k} for {k} "
+                                  f"labels): labels and classes probably do not match; {cause}")
 
 
 def cascade_flags(summaries: list[AttackSummary], requires: list[Access], n: int) -> list[Flag]:

@@ -12,17 +12,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustaudit.extras import require
+from robustaudit.paths import cache_dir
+
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("ROBUSTAUDIT_CACHE", Path.home() / ".cache" / "robustaudit"))
 
 
 def digits_32(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """sklearn digits upsampled to 1×32×32 in [0,1] (bilinear); the stratified 80/20 split of random_state 0."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    load_digits = require("sklearn.datasets", "the demo's digits").load_digits
+    train_test_split = require("sklearn.model_selection", "the demo's digits").train_test_split
 
     d = load_digits()
     x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
@@ -164,8 +163,8 @@ def digit_pairs(n: int, *, seed: int = 0, train: bool = True) -> tuple[np.ndarra
     """A 100-class task from real digits: two digits (upsampled to 16×16, bilinear) side by side, 1×16×32 in
     [0,1]; class = 10·left + right. Left and right digits come from the same split (80/20, stratified,
     random_state 0) of sklearn's digits."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    load_digits = require("sklearn.datasets", "the demo's digits").load_digits
+    train_test_split = require("sklearn.model_selection", "the demo's digits").train_test_split
 
     d = load_digits()
     x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]

@@ -15,7 +15,7 @@ from robustaudit.errors import InputError
 #: flags that make a figure untrustworthy unless an adaptation handled them (or the user allows them)
 UNTRUSTWORTHY = ("training_mode", "buffer_updates", "probability_outputs", "randomized", "zero_gradients",
                  "nonfinite_gradients", "shattered_gradients", "non_differentiable", "not_broken_at_large_eps",
-                 "gradient_masking", "incomplete", "not_evaluated", "checks_skipped")
+                 "gradient_masking", "incomplete", "not_evaluated", "checks_skipped", "label_mismatch")
 RULES = ("lower", "point")
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hmac
 import json
 import re
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from robustaudit.models.base import LabelModel
 from robustaudit.types import Access
@@ -46,8 +46,8 @@ def create_app(
     app = FastAPI(title="robustaudit model server", docs_url=None, redoc_url=None, openapi_url=None)
     scores = Access(model.access) >= Access.SCORES
     out_name, out_type = ("scores", "FP32") if scores else ("label", "INT64")
-    lock = threading.Lock()
-    served = {"examples": 0}
+    registry = CollectorRegistry()
+    served = Counter("robustaudit_inferred_examples", "Examples inferred by this server.", registry=registry)
 
     def check_token(request: Request) -> None:
         if token is None:
@@ -82,14 +82,10 @@ def create_app(
     def live() -> dict[str, bool]:
         return {"live": True}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
-    def metrics(request: Request) -> str:
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
         check_token(request)
-        return (
-            "# HELP robustaudit_inferred_examples_total Examples inferred by this server.\n"
-            "# TYPE robustaudit_inferred_examples_total counter\n"
-            f"robustaudit_inferred_examples_total {served['examples']}\n"
-        )
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v2/models/{model_name}/ready")
     @app.get("/v2/models/{model_name}/versions/{version}/ready")
@@ -128,8 +124,7 @@ def create_app(
                 out = model.predict_scores(x) if scores else model.predict_labels(x)  # type: ignore[attr-defined]
         except Exception as e:  # noqa: BLE001 - the model failed on this input: the client's problem
             raise _ApiError(400, f"the model failed on inputs of shape {list(x.shape)}: {e}") from None
-        with lock:
-            served["examples"] += len(x)
+        served.inc(len(x))
         arr = out.detach().cpu().numpy().astype(np.float32 if scores else np.int64)
         output: dict[str, Any] = {"name": out_name, "datatype": out_type, "shape": list(arr.shape)}
         if not _wants_binary(req):
@@ -141,7 +136,6 @@ def create_app(
         return Response(head + raw, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(len(head))})
 
-    app.state.served = served
     return app
 
 

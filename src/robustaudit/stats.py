@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from scipy.stats import beta, binom
+from scipy.stats import binom, binomtest
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) two-sided interval for a binomial proportion k/n."""
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
-    a = 1 - confidence
-    low = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-    return low, high
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -28,16 +26,19 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def paired_difference(b: int, c: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Difference of two paired proportions, (b - c)/n, with an exact interval conditional on the b + c
-    discordant pairs: the Clopper-Pearson interval of b/(b + c), mapped through d = (b + c)/n·(2p − 1)."""
-    if n <= 0 or b + c > n:
-        raise ValueError(f"need b + c <= n and n > 0, got b={b}, c={c}, n={n}")
-    d = (b - c) / n
-    if b + c == 0:
-        return d, 0.0, 0.0
-    lo, hi = clopper_pearson(b, b + c, confidence)
-    scale = (b + c) / n
-    return d, scale * (2 * lo - 1), scale * (2 * hi - 1)
+    """Difference of two paired proportions, d = p_b − p_c estimated by (b − c)/n (b: only A holds, c: only B
+    holds), with an interval of guaranteed coverage. Write d = s·(2q − 1) with s = p_b + p_c (how often the runs
+    disagree) and q = p_b / s (which side wins a disagreement); Clopper-Pearson intervals of s (from b + c of n)
+    and of q (from b of b + c), each at 1 − α/2, bound d over their rectangle (Bonferroni). Unlike the interval
+    conditional on b + c alone, it accounts for how many pairs disagree, so the estimate is not on a bound by
+    construction when one side is 0."""
+    if n <= 0 or b < 0 or c < 0 or b + c > n:
+        raise ValueError(f"need b, c >= 0, b + c <= n and n > 0, got b={b}, c={c}, n={n}")
+    half = 1 - (1 - confidence) / 2
+    s_lo, s_hi = clopper_pearson(b + c, n, half)
+    q_lo, q_hi = clopper_pearson(b, b + c, half) if b + c else (0.0, 1.0)
+    low, high = 2 * q_lo - 1, 2 * q_hi - 1
+    return (b - c) / n, min(s_lo * low, s_hi * low), max(s_lo * high, s_hi * high)
 
 
 def compare_runs(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b: str = "B") -> dict[str, Any]:

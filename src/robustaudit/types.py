@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from robustaudit.errors import InputError
 
@@ -66,3 +68,35 @@ def parse_number(value: str | float, what: str = "eps") -> float:
 def parse_numbers(text: str, what: str = "eps") -> list[float]:
     """Comma-separated numbers or fractions: `2/255,4/255,0.05`."""
     return [parse_number(v, what) for v in text.split(",")]
+
+
+Size = tuple[int, int]  # (height, width)
+
+
+def parse_size(text: str) -> Size:
+    """'224x224' (HEIGHTxWIDTH) -> (224, 224)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise InputError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataOptions:
+    """How image folders and Parquet are read (ignored for arrays and .npz)."""
+
+    size: tuple[int, int] | None = None
+    channels: int = 3
+    crop: bool = False
+    image_column: str = "image"
+    label_column: str = "label"
+    classes: str | Path | Mapping[str, int] | None = None  # image folders: folder name -> the model's class index
+
+    def to_json(self) -> dict[str, object]:
+        return {"size": self.size, "channels": self.channels, "crop": self.crop, "image_column": self.image_column,
+                "label_column": self.label_column,
+                "classes": dict(self.classes) if isinstance(self.classes, Mapping) else
+                None if self.classes is None else str(self.classes)}

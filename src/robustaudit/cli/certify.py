@@ -20,7 +20,6 @@ from robustaudit.cli.common import (
     verdict,
 )
 from robustaudit.gate import Gate, append_jsonl
-from robustaudit.stats import clopper_pearson
 
 
 def certify(
@@ -47,6 +46,7 @@ def certify(
     certified L2 radius; certified accuracy at radii 0-1 and the curve (report.html)."""
     from robustaudit.certify.run import RADII
     from robustaudit.commands import certify as run_certify
+    from robustaudit.stats import clopper_pearson
 
     r = run_certify(model, data, sigma=sigma, n0=n0, n=n, alpha=alpha, denoiser=denoiser, skip=skip,
                     batch_size=batch_size, seed=seed, bounds=parse_bounds(bounds), out=out_dir,

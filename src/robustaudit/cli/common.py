@@ -15,10 +15,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from robustaudit.api import DataOptions
 from robustaudit.errors import InputError
 from robustaudit.gate import Gate
-from robustaudit.types import Bounds, parse_number
+from robustaudit.types import Bounds, DataOptions, parse_number, parse_size
 
 err = Console(stderr=True)
 out = Console()
@@ -144,6 +143,10 @@ def _data_params() -> list[inspect.Parameter]:
             help="image folder / Parquet: 3 (RGB) or 1 (grayscale)", rich_help_panel=_D)]),
         inspect.Parameter("crop", kw, default=False, annotation=Annotated[bool, typer.Option(
             help="image folder / Parquet: centre-crop to the aspect of --size first", rich_help_panel=_D)]),
+        inspect.Parameter("classes", kw, default=None, annotation=Annotated[Path | None, typer.Option(
+            "--classes", "--class-map", help="image folder: the model's class index of each folder name, as JSON "
+            "{\"cat\": 281} or a text file with one class name per line (default: sorted folder names are 0, 1, ...)",
+            rich_help_panel=_D)]),
         inspect.Parameter("image_column", kw, default="image", annotation=Annotated[str, typer.Option(
             help="Parquet: the column of encoded image bytes", rich_help_panel=_D)]),
         inspect.Parameter("label_column", kw, default="label", annotation=Annotated[str, typer.Option(
@@ -165,12 +168,10 @@ def _model_options(values: dict[str, Any], remote: bool) -> ModelOptions:
 
 
 def _data_options(values: dict[str, Any]) -> DataOptions:
-    from robustaudit.scaling.scalers import parse_size
-
     size = values.pop("size")
     return DataOptions(size=None if size is None else parse_size(size), channels=values.pop("channels"),
                        crop=values.pop("crop"), image_column=values.pop("image_column"),
-                       label_column=values.pop("label_column"))
+                       label_column=values.pop("label_column"), classes=values.pop("classes"))
 
 
 def command(app: typer.Typer, name: str | None = None, *, model: bool = False, remote: bool = False,

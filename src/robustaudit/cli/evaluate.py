@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from robustaudit.api import DataOptions, audit
 from robustaudit.cli.common import (
     BoundsOpt,
     EpsOpt,
@@ -27,7 +26,10 @@ from robustaudit.cli.common import (
 )
 from robustaudit.errors import InputError
 from robustaudit.gate import Gate, append_jsonl
-from robustaudit.results import EvalRecord
+from robustaudit.types import DataOptions
+
+if TYPE_CHECKING:
+    from robustaudit.results import EvalRecord
 
 
 def evaluate(
@@ -92,6 +94,8 @@ def evaluate(
     low_high = parse_bounds(bounds)
     if adaptive not in ("auto", "off"):
         raise InputError(f"--adaptive must be auto or off, got {adaptive!r}")
+    from robustaudit.api import audit
+
     record = audit(model, data, eps=eps_value(eps), norm=norm, attacks=attacks, out=out_dir, resume=resume,
                    backend=backend, seed=seed, batch_size=batch_size, bounds=low_high, budget=budget, access=access,
                    target=target, surrogate=surrogate, starts=starts, interpreter=interpreter, layer=layer,

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from robustaudit.api import DataOptions
 from robustaudit.cli.common import BoundsOpt, ModelOptions, NormOpt, OutOpt, SeedOpt, out, parse_bounds
 from robustaudit.errors import InputError
-from robustaudit.types import parse_numbers
+from robustaudit.types import DataOptions, parse_numbers
 
 
 def curve(
@@ -71,8 +70,8 @@ def compare(
                   f"{lo:.3f}-{hi:.3f})", highlight=False)
     only_a, only_b = result["robust_only_in_a"], result["robust_only_in_b"]
     lo, hi = result["difference_ci95"]
-    out.print(f"A - B = {result['difference']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, exact, conditional on the "
-              f"{only_a + only_b} examples where the runs disagree)", highlight=False)
+    out.print(f"A - B = {result['difference']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired, from the {only_a} "
+              f"examples robust only in A and the {only_b} only in B out of {result['n']})", highlight=False)
     out.print(f"McNemar exact test: p = {result['mcnemar_exact_p']:.4g} ({only_a} robust only in A, {only_b} only "
               "in B)", highlight=False)
 

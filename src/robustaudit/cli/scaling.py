@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import track
@@ -13,18 +12,20 @@ from rich.table import Table
 
 from robustaudit.cli.common import command, err, floats, out
 from robustaudit.errors import InputError
-from robustaudit.scaling.attack import scaling_attack
-from robustaudit.scaling.calibrate import DEFAULT_PERCENTILE, Thresholds, Verdict, calibrate
-from robustaudit.scaling.images import benign_images, image_files, lossless, read_image, write_image
-from robustaudit.scaling.scalers import LIBRARIES, METHODS, VULNERABLE, Scaler, Size, parse_size
+from robustaudit.types import parse_size
+
+if TYPE_CHECKING:
+    from robustaudit.scaling.calibrate import Thresholds, Verdict
+    from robustaudit.scaling.scalers import Scaler
 
 app = typer.Typer(no_args_is_help=True, help="Image-scaling attacks and their detection (Decamouflage).")
 ANY = "any"
-DEFAULT_BENIGN = 64  # bundled benign images used when detect is given no thresholds
 
 
 def _scalers(library: str, method: str) -> list[Scaler]:
     """Exactly one scaler when both are named; 'any' keeps every vulnerable scaler that matches the other."""
+    from robustaudit.scaling.scalers import LIBRARIES, METHODS, VULNERABLE, Scaler
+
     if library != ANY and method != ANY:
         return [Scaler(library, method)]
     if library not in (*LIBRARIES, ANY) or method not in (*METHODS, ANY):
@@ -52,6 +53,10 @@ def attack(
 ) -> None:
     """Hide TARGET in SOURCE so that the pipeline's resize to --size shows TARGET (Xiao et al. 2019, QP form).
     Exit code 0 when the attack succeeded, 1 when the scaler is not vulnerable (the closest image is written)."""
+    from robustaudit.scaling.attack import scaling_attack
+    from robustaudit.scaling.images import lossless, read_image, write_image
+    from robustaudit.scaling.scalers import Scaler
+
     hw = parse_size(size)
     scaler = Scaler(library, method)
     tol = floats(eps, "--eps") or []
@@ -84,25 +89,34 @@ def calibrate_command(
     library: LibraryOpt = ANY,
     method: MethodOpt = ANY,
     percentile: Annotated[float, typer.Option(help="each threshold is this percentile of the benign scores")]
-    = DEFAULT_PERCENTILE,
+    = 99.5,
     vote: Annotated[int, typer.Option(help="detectors that must agree to flag an image (1 to 3)")] = 2,
 ) -> None:
     """Set the detectors' thresholds from benign images alone (a percentile of each score) and save them."""
+    from robustaudit.scaling.calibrate import calibrate
+    from robustaudit.scaling.images import image_files, read_image
+
     hw, scalers = parse_size(size), _scalers(library, method)
     files = image_files(benign)
     images = (read_image(f) for f in track(files, description="scoring benign images", console=err))
     th = calibrate(images, hw, scalers, percentile=percentile, vote=vote)
     th.save(out_path)
-    out.print(f"thresholds from {len(files)} benign images ({percentile:g}th percentile) written to {out_path}: "
-              f"rescaling {th.rescaling}, filtering {th.filtering:.1f}, steganalysis {th.steganalysis:g}",
-              highlight=False)
+    show_thresholds(th, f"thresholds from {len(files)} benign images ({percentile:g}th percentile, {hw[0]}x{hw[1]})")
+    out.print(f"written to {out_path}", highlight=False)
 
 
-@functools.cache
-def _bundled_thresholds(shape: Size, size: Size, scalers: tuple[Scaler, ...]) -> Thresholds:
-    err.print(f"calibrating on {DEFAULT_BENIGN} bundled benign photographs of {shape[0]}x{shape[1]} "
-              "(give --thresholds to use your own)", highlight=False)
-    return calibrate(benign_images(DEFAULT_BENIGN, shape, seed=0), size, list(scalers))
+def show_thresholds(th: Thresholds, title: str) -> None:
+    """One row per detector (one per scaler for rescaling): its threshold, and the vote that flags an image."""
+    table = Table(title=title)
+    table.add_column("detector")
+    table.add_column("score")
+    table.add_column("flags above", justify="right")
+    for name, value in th.rescaling.items():
+        table.add_row(f"rescaling ({name})", "ratio", f"{value:.3f}")
+    table.add_row("filtering", "MSE", f"{th.filtering:.1f}")
+    table.add_row("steganalysis", "spectrum peaks", f"{th.steganalysis:g}")
+    out.print(table)
+    out.print(f"an image is flagged when {th.vote} of the 3 detectors flag it", highlight=False)
 
 
 @command(app)
@@ -116,7 +130,11 @@ def detect(
     json_path: Annotated[Path | None, typer.Option("--json", help="also write every score and verdict here")]
     = None,
 ) -> None:
-    """Score each image with the three detectors; exit code 1 when any image is flagged (0: all clean)."""
+    """Score each image with the three detectors; exit code 1 when any image is flagged (0: all clean). Without
+    --thresholds, the thresholds are calibrated on crops of the bundled photographs at each image's size (cached)."""
+    from robustaudit.scaling.calibrate import Thresholds, bundled_thresholds
+    from robustaudit.scaling.images import image_files, read_image
+
     th = Thresholds.load(thresholds) if thresholds else None
     if th is None and size is None:
         raise InputError("give --size (the model's input size) or --thresholds")
@@ -129,7 +147,7 @@ def detect(
     verdicts: list[tuple[Path, Verdict]] = []
     for f in files:
         im = read_image(f)
-        judge = th or _bundled_thresholds(im.shape[:2], hw, scalers)
+        judge = th or bundled_thresholds(im.shape[:2], hw, scalers)
         verdicts.append((f, judge.check(im)))
     table = Table(title=f"image-scaling attack detection ({', '.join(s.name for s in scalers)} -> "
                         f"{hw[0]}x{hw[1]})")

@@ -56,9 +56,12 @@ def serve(
                                                          "e.g. 1,32,32")] = None,
 ) -> None:
     """Serve MODEL over the Open Inference Protocol (KServe v2 REST) at http://HOST:PORT/v2/models/NAME."""
-    import uvicorn
-
+    from robustaudit.extras import require
     from robustaudit.models.load import load_model
+
+    uvicorn = require("uvicorn", "robustaudit serve")
+    require("fastapi", "robustaudit serve")
+    require("prometheus_client", "robustaudit serve")
     from robustaudit.serve import create_app
 
     level = {"scores": Access.SCORES, "labels": Access.LABELS}.get(access)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from captum.attr import InputXGradient, IntegratedGradients, LayerActivation, LayerGradCam, Saliency
 from torch import nn
 
 from robustaudit.errors import InputError
+from robustaudit.extras import require
 from robustaudit.models.torch import set_eval
 
 INTERPRETERS = ("gradient", "gradxinput", "ig", "gradcam", "cam")
@@ -52,18 +52,20 @@ def attribution_maps(module: nn.Module, x: torch.Tensor, classes: torch.Tensor, 
         raise InputError(f"unknown interpreter {interpreter!r}: use {', '.join(INTERPRETERS)}")
     if x.dim() != 4 and interpreter in ("gradcam", "cam"):
         raise InputError(f"{interpreter} needs image inputs (N, C, H, W), got {tuple(x.shape)}")
+    captum = require("captum.attr", "attribution maps")
     set_eval(module)
     target = classes.tolist()
     if interpreter == "gradient":
-        a = Saliency(module).attribute(x, target=target, abs=True)
+        a = captum.Saliency(module).attribute(x, target=target, abs=True)
     elif interpreter == "gradxinput":
-        a = InputXGradient(module).attribute(x, target=target)
+        a = captum.InputXGradient(module).attribute(x, target=target)
     elif interpreter == "ig":
-        a = IntegratedGradients(module).attribute(x, target=target, n_steps=ig_steps)
+        a = captum.IntegratedGradients(module).attribute(x, target=target, n_steps=ig_steps)
     elif interpreter == "gradcam":
-        a = LayerGradCam(module, conv_layer(module, layer)[1]).attribute(x, target=target, relu_attributions=True)
+        gradcam = captum.LayerGradCam(module, conv_layer(module, layer)[1])
+        a = gradcam.attribute(x, target=target, relu_attributions=True)
     else:
-        acts = LayerActivation(module, conv_layer(module, layer)[1]).attribute(x)
+        acts = captum.LayerActivation(module, conv_layer(module, layer)[1]).attribute(x)
         head = _final_linear(module)
         if acts.dim() != 4 or acts.shape[1] != head.in_features:
             raise InputError("CAM needs global pooling between the layer and the final linear layer (the layer's "

@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from robustaudit.errors import InputError
+from robustaudit.extras import require
 from robustaudit.models.base import LabelModel
-from robustaudit.models.onnx import OnnxModel
-from robustaudit.models.remote import RemoteModel
 from robustaudit.models.torch import TorchModel
 from robustaudit.models.wrappers import as_label_only, as_score_only
 from robustaudit.types import Access
@@ -57,10 +56,15 @@ def load_model(
     if spec.startswith(("http://", "https://")):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; a remote model normalises on its side")
+        require("httpx", "a remote model (--model URL)")
+        from robustaudit.models.remote import RemoteModel
+
         model = RemoteModel(spec, output_name=output_key, **dict(remote or {}))
     elif spec.endswith(".onnx"):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; an ONNX file must normalise inside its graph")
+        from robustaudit.models.onnx import OnnxModel
+
         model = OnnxModel(spec, output_name=output_key)
     else:
         model = TorchModel(_load_module(spec, device, trust_model_file), mean=mean, std=std, device=device, name=spec,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from robustaudit.errors import InputError
+from robustaudit.extras import require
 from robustaudit.types import Access
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16}
@@ -19,10 +20,7 @@ class OnnxModel:
     access = Access.SCORES
 
     def __init__(self, path: str | Path, *, output_name: str | None = None, max_batch: int = 1024) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise InputError("reading ONNX models needs onnxruntime: pip install onnxruntime") from None
+        ort = require("onnxruntime", "an ONNX model")
         p = Path(path)
         if not p.is_file():
             raise InputError(f"model file {p} does not exist")

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import scipy.fft
 import torch
 
 
 def dct_matrix(n: int, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """C with C[k, j] = s_k·cos(π(2j+1)k/(2n)), s_0 = √(1/n), s_k = √(2/n): orthonormal, so C⁻¹ = Cᵀ."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    j = torch.arange(n, dtype=torch.float64)[None, :]
-    c = torch.cos(math.pi * (2 * j + 1) * k / (2 * n)) * math.sqrt(2 / n)
-    c[0] /= math.sqrt(2)
-    return c.to(device=device, dtype=dtype)
+    """C with C[k, j] = s_k·cos(π(2j+1)k/(2n)), s_0 = √(1/n), s_k = √(2/n): orthonormal, so C⁻¹ = Cᵀ (scipy's
+    orthonormal DCT-II of the identity's columns)."""
+    return torch.from_numpy(scipy.fft.dct(np.eye(n), type=2, norm="ortho", axis=0)).to(device=device, dtype=dtype)
 
 
 def dct2(t: torch.Tensor) -> torch.Tensor:

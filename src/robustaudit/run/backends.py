@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from robustaudit.attacks.base import Attack
-from robustaudit.errors import InputError
+from robustaudit.extras import require
 from robustaudit.models.base import LabelModel
 from robustaudit.ops.rng import derive_seed
 from robustaudit.results import EvalRecord
@@ -57,11 +57,7 @@ class RayBackend:
 
     def __init__(self, model_factory: Callable[[], LabelModel], *, address: str | None = None,
                  workers: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise InputError("--backend ray needs Ray: pip install 'robustaudit[ray]'") from None
-        self._ray = ray
+        self._ray = require("ray", "--backend ray")
         self.model_factory, self.address, self.workers = model_factory, address, workers
 
     def run(self, jobs: Iterable[ShardJob]) -> Iterator[tuple[int, EvalRecord]]:

@@ -5,7 +5,9 @@ shard, so a data set never has to fit in memory."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -13,6 +15,7 @@ import numpy as np
 import torch
 
 from robustaudit.errors import InputError
+from robustaudit.extras import require
 
 
 def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,22 +107,59 @@ def _centre_crop(im: Any, aspect: float) -> Any:
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+def read_class_map(path: str | Path) -> dict[str, int]:
+    """Folder name -> the model's class index, from a JSON object {"cat": 281, ...} or a text file with one class
+    name per line (line i is class i; blank lines keep their index)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise InputError(f"--classes {p}: cannot read it ({e.strerror or e})") from None
+    if p.suffix == ".json" or text.lstrip().startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"--classes {p} is not valid JSON ({e})") from None
+        if not isinstance(mapping, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                    for v in mapping.values()):
+            raise InputError(f"--classes {p} must map folder names to class indices >= 0, e.g. {{\"cat\": 281}}")
+        return {str(k): int(v) for k, v in mapping.items()}
+    names = [line.strip() for line in text.splitlines()]
+    mapping = {}
+    for i, name in enumerate(names):
+        if name and name not in mapping:
+            mapping[name] = i
+    if not mapping:
+        raise InputError(f"--classes {p} names no class: one class name per line, line i being class i")
+    return mapping
+
+
 class ImageFolder:
-    """A folder with one sub-folder of images per class; classes in sorted order are labels 0, 1, ...
+    """A folder with one sub-folder of images per class. The labels are the sorted folder names' positions
+    0, 1, ..., or, with `classes` (a `read_class_map` mapping or its file), the model's class index of each folder.
     Images are decoded when their shard is read."""
 
     def __init__(self, root: str | Path, *, size: tuple[int, int] | None = None, channels: int = 3,
-                 crop: bool = False) -> None:
+                 crop: bool = False, classes: str | Path | Mapping[str, int] | None = None) -> None:
         self.root = Path(root)
-        classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
-        if not classes:
+        folders = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        if not folders:
             raise InputError(f"{self.root} has no class sub-folders: put the images of class C in {self.root}/C/")
-        self.files = [(f, k) for k, c in enumerate(classes) for f in sorted((self.root / c).iterdir())
+        mapping = {c: k for k, c in enumerate(folders)}
+        if classes is not None:
+            given = dict(classes) if isinstance(classes, Mapping) else read_class_map(classes)
+            unknown = [c for c in folders if c not in given]
+            if unknown:
+                raise InputError(f"--classes names no class index for the folder(s) {', '.join(unknown[:5])}"
+                                 f"{'...' if len(unknown) > 5 else ''} of {self.root}")
+            mapping = {c: given[c] for c in folders}
+        self.files = [(f, mapping[c]) for c in folders for f in sorted((self.root / c).iterdir())
                       if f.suffix.lower() in IMAGE_SUFFIXES]
         if not self.files:
             raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folders of {self.root}")
         self.images = _Images(size, channels, crop)
-        self.info = {"source": "image folder", "classes": classes}
+        self.info = {"source": "image folder", "classes": folders, "class_index": mapping,
+                     "class_map": classes is not None}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -136,8 +176,7 @@ class ParquetSource:
 
     def __init__(self, path: str | Path, *, image_column: str = "image", label_column: str | None = "label",
                  size: tuple[int, int] | None = None, channels: int = 3, crop: bool = False) -> None:
-        import pyarrow.dataset as ds
-
+        ds = require("pyarrow.dataset", "Parquet data")
         try:
             self.data = ds.dataset(str(path), format="parquet")
         except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file or folder
@@ -157,8 +196,7 @@ class ParquetSource:
         return int(self.n)
 
     def read(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        import pyarrow as pa
-
+        pa = require("pyarrow", "Parquet data")
         columns = [self.image_column] + ([self.label_column] if self.label_column else [])
         table = self.data.take(pa.array(range(start, stop)), columns=columns)
         raw = table.column(self.image_column).to_pylist()
@@ -181,6 +219,7 @@ def _image_bytes(cell: Any) -> bytes:
 def open_source(
     path: str | Path, *, size: tuple[int, int] | None = None, channels: int = 3, crop: bool = False,
     image_column: str = "image", label_column: str | None = "label",
+    classes: str | Path | Mapping[str, int] | None = None,
 ) -> Source:
     """The data behind --data: an .npz file, a folder of class sub-folders, or Parquet (a file or a folder)."""
     p = Path(path)
@@ -193,5 +232,5 @@ def open_source(
         return ParquetSource(p, image_column=image_column, label_column=label_column, size=size, channels=channels,
                              crop=crop)
     if p.is_dir():
-        return ImageFolder(p, size=size, channels=channels, crop=crop)
+        return ImageFolder(p, size=size, channels=channels, crop=crop, classes=classes)
     raise InputError(f"--data {p}: give an .npz file, a folder with one sub-folder per class, or Parquet")

@@ -5,6 +5,7 @@ Thresholds are tied to the input size and the scaler(s) they were calibrated for
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,10 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from robustaudit.errors import InputError
+from robustaudit.paths import cache_dir
 from robustaudit.scaling.detect import DETECTORS, Scores, scores
-from robustaudit.scaling.scalers import Scaler, Size
+from robustaudit.scaling.images import benign_images
+from robustaudit.scaling.scalers import Scaler
+from robustaudit.types import Size
 
 DEFAULT_PERCENTILE = 99.5
+BUNDLED_N = 128  # bundled benign crops behind the default thresholds
+_CACHE_VERSION = 1  # bump when the detectors or the calibration change
+BUNDLED_MAX_SIDE = 512  # the bundled photographs are mostly 300-640 px: larger images would be upsampled crops
 
 
 @dataclass(frozen=True)
@@ -87,20 +94,46 @@ class Thresholds:
 def calibrate(benign: Iterable[np.ndarray] | Sequence[Scores], size: Size, scalers: Sequence[Scaler], *,
               percentile: float = DEFAULT_PERCENTILE, vote: int = 2) -> Thresholds:
     """Black-box mode: each threshold is the `percentile` of the benign scores, so about (100 - percentile)% of
-    benign images are flagged per detector. The spectrum-peak threshold never goes below 1 (the DC peak)."""
+    benign images are flagged per detector. The rescaling detector flags when any of its k scalers' scores is over
+    its threshold, so each of those is the 100 - (100 - percentile)/k percentile (Bonferroni) and the detector as a
+    whole keeps the (100 - percentile)% rate. The spectrum-peak threshold never goes below 1 (the DC peak)."""
     if not 0 < percentile <= 100:
         raise InputError(f"percentile must be in (0, 100], got {percentile}")
     s = [b if isinstance(b, Scores) else scores(b, size, scalers) for b in benign]
     if len(s) < 2:
         raise InputError(f"calibration needs at least 2 benign images, got {len(s)}")
 
-    def cut(values: list[float]) -> float:
-        return float(np.percentile(values, percentile))
+    def cut(values: list[float], q: float = percentile) -> float:
+        return float(np.percentile(values, q))
 
-    return Thresholds(size=size, rescaling={sc.name: cut([x.rescaling[sc.name] for x in s]) for sc in scalers},
+    per_scaler = 100 - (100 - percentile) / len(scalers)
+    return Thresholds(size=size, rescaling={sc.name: cut([x.rescaling[sc.name] for x in s], per_scaler)
+                                            for sc in scalers},
                       filtering=cut([x.filtering_mse for x in s]),
                       steganalysis=max(cut([float(x.csp) for x in s]), 1.0), vote=vote,
                       provenance={"mode": "benign percentile", "percentile": percentile, "n_benign": len(s)})
+
+
+def bundled_thresholds(shape: Size, size: Size, scalers: Sequence[Scaler], *, n: int = BUNDLED_N) -> Thresholds:
+    """The default thresholds for images of `shape` resized to `size`: calibrated (benign percentile) on n crops of
+    the photographs bundled with scikit-image and scikit-learn at that shape, computed once and cached on disk.
+    Images larger than the photographs are outside this calibration: their users calibrate on their own images."""
+    h, w = shape
+    if max(h, w) > BUNDLED_MAX_SIDE:
+        raise InputError(f"images of {h}x{w} are outside the bundled calibration (sides up to {BUNDLED_MAX_SIDE} "
+                         "px): calibrate on your own benign images of this size with 'robustaudit scaling calibrate' "
+                         "and pass --thresholds")
+    names = "+".join(sorted(s.name for s in scalers))
+    path = cache_dir() / "scaling" / f"{h}x{w}-to-{size[0]}x{size[1]}-{names}-n{n}-v{_CACHE_VERSION}.json"
+    if path.is_file():
+        return Thresholds.load(path)
+    th = calibrate(benign_images(n, shape, seed=0), size, scalers)
+    th = Thresholds(size=th.size, rescaling=th.rescaling, filtering=th.filtering, steganalysis=th.steganalysis,
+                    vote=th.vote, provenance={**th.provenance, "benign": f"{n} crops of the bundled photographs"})
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    th.save(tmp)
+    tmp.replace(path)
+    return th
 
 
 def fit_threshold(benign: Sequence[float], attacks: Sequence[float]) -> float:

@@ -18,7 +18,8 @@ from PIL import Image, ImageFilter
 
 from robustaudit.errors import InputError
 from robustaudit.scaling.quality import mse, ssim
-from robustaudit.scaling.scalers import Scaler, Size, as_image
+from robustaudit.scaling.scalers import Scaler, as_image
+from robustaudit.types import Size
 
 DETECTORS = ("rescaling", "filtering", "steganalysis")
 SPECTRUM_THRESHOLD = 250  # on 20·ln|F| of a 512×512 image; other sizes are normalised to it

@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from robustaudit.errors import InputError
-from robustaudit.scaling.scalers import Size
+from robustaudit.extras import require
+from robustaudit.types import Size
 
 LOSSLESS = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 _SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -64,7 +65,8 @@ def image_files(paths: list[Path]) -> list[Path]:
 def bundled_photos() -> tuple[np.ndarray, ...]:
     """The 16 real photographs bundled with scikit-image and scikit-learn, as uint8 RGB."""
     from skimage import data
-    from sklearn.datasets import load_sample_images
+
+    load_sample_images = require("sklearn.datasets", "the bundled photographs", extra="scaling").load_sample_images
 
     photos = [getattr(data, name)() for name in _SKIMAGE_PHOTOS] + list(load_sample_images().images)
     return tuple(np.ascontiguousarray(np.repeat(p[:, :, None], 3, axis=2) if p.ndim == 2 else p[:, :, :3])

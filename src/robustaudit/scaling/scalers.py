@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from robustaudit.errors import InputError
+from robustaudit.types import Size
 
 LIBRARIES = ("opencv", "pillow")
 METHODS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
@@ -21,18 +22,6 @@ _CV = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv
 _PIL = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
         "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX, "lanczos": Image.Resampling.LANCZOS}
 
-Size = tuple[int, int]  # (height, width)
-
-
-def parse_size(text: str) -> Size:
-    """'224x224' (HEIGHTxWIDTH) -> (224, 224)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"size must be HxW, e.g. 224x224, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise InputError(f"size must be positive, got {text!r}")
-    return h, w
 
 
 def as_image(image: np.ndarray, what: str = "image") -> np.ndarray:

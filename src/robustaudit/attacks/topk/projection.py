@@ -8,12 +8,13 @@ margin m. Solved exactly per example with OSQP (set up once per example, only h 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import osqp
 import scipy.sparse as sp
 import torch
 
-_SOLVED = {int(osqp.SolverStatus.OSQP_SOLVED), int(osqp.SolverStatus.OSQP_SOLVED_INACCURATE)}
+from robustaudit.extras import require
 
 
 def order_constraints(targets: list[int], n_classes: int) -> np.ndarray:
@@ -31,9 +32,11 @@ class TopKProjection:
     """One OSQP problem per example (fixed W, b, targets); `project(h)` re-solves with new features."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor, margin: float = 0.2) -> None:
+        osqp = require("osqp", "QuadAttack's projection (topk)", extra="topk")
+        self._solved = {int(osqp.SolverStatus.OSQP_SOLVED), int(osqp.SolverStatus.OSQP_SOLVED_INACCURATE)}
         w, b = weight.detach().cpu().double().numpy(), bias.detach().cpu().double().numpy()
         self.dim = w.shape[1]
-        self.solvers: list[osqp.OSQP] = []
+        self.solvers: list[Any] = []
         for t in targets.tolist():
             c = order_constraints(t, w.shape[0])
             s = osqp.OSQP()
@@ -50,6 +53,6 @@ class TopKProjection:
         for i, s in enumerate(self.solvers):
             s.update(q=-hs[i])
             r = s.solve(raise_error=False)
-            if r.info.status_val in _SOLVED:
+            if r.info.status_val in self._solved:
                 z[i], solved[i] = r.x, True
         return torch.from_numpy(z).to(h), torch.from_numpy(solved)

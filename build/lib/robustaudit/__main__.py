@@ -1,0 +1,3 @@
+from robustaudit.cli import main
+
+main()

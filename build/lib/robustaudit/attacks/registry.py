@@ -1,0 +1,79 @@
+"""Attack names -> attacks, and the presets (spec gradient-attacks.md §5.4, §6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from robustaudit.attacks.base import Attack
+from robustaudit.attacks.decision.cgba import CGBA, CGBAH
+from robustaudit.attacks.decision.hsja import HopSkipJump
+from robustaudit.attacks.decision.rays import RayS
+from robustaudit.attacks.decision.surfree import SurFree
+from robustaudit.attacks.score.genetic import Genetic
+from robustaudit.attacks.score.nes import NES
+from robustaudit.attacks.score.spsa import SPSA
+from robustaudit.attacks.score.square import Square
+from robustaudit.attacks.whitebox.apgd import APGD, APGDDLR, APGDT
+from robustaudit.attacks.whitebox.fab import FABT
+from robustaudit.attacks.whitebox.fgsm import FGSM
+from robustaudit.attacks.whitebox.joint import JointInterpretation
+from robustaudit.attacks.whitebox.pgd import PGD
+from robustaudit.attacks.whitebox.pma import PMA
+from robustaudit.errors import InputError
+
+_REGISTRY: dict[str, Callable[[], Attack]] = {
+    "fgsm": FGSM,
+    "pgd": lambda: PGD(steps=20),
+    "apgd-ce": APGD,
+    "apgd-dlr": APGDDLR,
+    "apgd-t": APGDT,
+    "fab-t": FABT,
+    "pma": PMA,
+    "adv2": JointInterpretation,
+    "square": Square,
+    "nes": NES,
+    "spsa": SPSA,
+    "genetic": Genetic,
+    "hsja": HopSkipJump,
+    "cgba": CGBA,
+    "cgba-h": CGBAH,
+    "rays": RayS,
+    "surfree": SurFree,
+}
+
+PRESETS: dict[str, tuple[str, ...]] = {
+    # PMA then APGD-T on the survivors: the PMA+ ensemble (cheap and strong).
+    "fast": ("pma", "apgd-t"),
+    # AutoAttack standard, in the reference's order.
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    # PMA followed by the whole AutoAttack sequence (PMA+AA).
+    "strongest": ("pma", "apgd-ce", "apgd-t", "fab-t", "square"),
+}
+
+
+def register(name: str, factory: Callable[[], Attack]) -> None:
+    """Make an attack available by name (used by the attack families that live in other packages)."""
+    _REGISTRY[name] = factory
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Attack:
+    """A fresh attack with its default settings."""
+    try:
+        return _REGISTRY[name.strip().lower()]()
+    except KeyError:
+        raise InputError(
+            f"unknown attack {name!r}: use one of {', '.join(available())} or a preset ({', '.join(PRESETS)})"
+        ) from None
+
+
+def resolve(spec: str) -> list[Attack]:
+    """'fast' | 'standard' | 'strongest' | 'name[,name...]' -> the attacks, in order."""
+    spec = spec.strip().lower()
+    names = PRESETS.get(spec) or tuple(s for s in spec.split(",") if s.strip())
+    if not names:
+        raise InputError("no attack given: use a preset (fast, standard, strongest) or attack names")
+    return [get(n) for n in names]

@@ -1,0 +1,310 @@
+"""One Python function per command besides `audit` (evaluate): each loads what it is given (models as `audit`
+takes them, data as arrays or files), runs its library, and with `out` writes the files the CLI writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+
+from robustaudit.api import DataLike, DataOptions, ModelLike, _source
+from robustaudit.errors import InputError
+from robustaudit.models.base import GradModel, LabelModel
+from robustaudit.models.load import as_model
+from robustaudit.results import EvalRecord
+from robustaudit.threat import ThreatModel
+from robustaudit.types import Access, Bounds, Norm, parse_number
+from robustaudit.validate import check_inputs, check_labels
+
+ModelKw = Mapping[str, Any]  # mean, std, output_key, device, remote: as `audit` takes them
+
+
+def _xy(data: DataLike, y: torch.Tensor | None, what: str, data_options: DataOptions | None = None,
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole data set in memory, labelled and non-empty."""
+    source = _source(data, y, data_options or DataOptions())
+    if len(source) == 0:
+        raise InputError("the data holds no examples")
+    x, labels = source.read(0, len(source))
+    if labels is None:
+        raise InputError(f"{what} needs labelled data")
+    return x, labels
+
+
+def _classes_fit(labels: torch.Tensor, model: GradModel, x: torch.Tensor) -> None:
+    """A white-box model gives finite scores, and the labels lie inside its classes (one forward pass of one
+    input, not an audited query)."""
+    with torch.no_grad():
+        z = model.logits(x[:1].to(model.device))
+    if not bool(torch.isfinite(z).all()):
+        raise InputError(f"{getattr(model, 'name', 'a model')} returns NaN or infinite scores")
+    check_labels(labels, int(z.shape[1]))
+
+
+def _write_json(out: str | Path, name: str, result: dict[str, Any]) -> Path:
+    """Write `result` as `out`/`name` (the folder created if needed); return the folder."""
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / name).write_text(json.dumps(result, indent=2))
+    return d
+
+
+def _white_box(model: ModelLike, what: str, **model_kw: Any) -> GradModel:
+    m = as_model(model, **model_kw)
+    if Access(m.access) < Access.GRADIENTS:
+        raise InputError(f"{what} must be a local white-box model (PyTorch); it offers "
+                         f"{Access(m.access).name.lower()} only")
+    return cast(GradModel, m)
+
+
+def curve(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, eps: Sequence[float | str],
+          norm: str | Norm = "linf", attacks: str = "fast", seed: int = 0, batch_size: int = 256,
+          bounds: Bounds = Bounds(), out: str | Path | None = None, data_options: DataOptions | None = None,
+          **model_kw: Any) -> dict[str, Any]:
+    """Robust accuracy versus eps in one run (each eps attacks only the examples still robust at the smaller one),
+    with exact 95% intervals; with `out`, curve.json and curve.png."""
+    from robustaudit.run.curve import plot_curve, robustness_curve
+
+    levels = [parse_number(e) for e in eps]
+    threat = ThreatModel(norm=Norm.parse(norm), eps=max(levels, default=1.0), bounds=bounds)
+    x, labels = _xy(data, y, "curve", data_options)
+    m = as_model(model, **model_kw)
+    rows = robustness_curve(m, x, labels, threat, levels, attacks, seed=seed, batch_size=batch_size)
+    name = str(getattr(m, "name", "model"))
+    result = {"threat": threat.to_json() | {"eps": sorted(set(levels))}, "model": name, "n": len(x), "curve": rows}
+    if out is not None:
+        plot_curve(rows, _write_json(out, "curve.json", result) / "curve.png",
+                   title=f"{Path(name).name}, {threat.norm.value}")
+    return result
+
+
+def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, sigma: float, n0: int = 100,
+            n: int = 10_000, alpha: float = 0.001, denoiser: str | Path | None = None, skip: int = 1,
+            batch_size: int = 400, seed: int = 0, bounds: Bounds = Bounds(), out: str | Path | None = None,
+            progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+    """Randomized smoothing (Cohen et al. 2019) at label access: per example the smoothed prediction (or abstain)
+    and its certified L2 radius; with `out`, certify.json, summary.md and report.html."""
+    from robustaudit.certify.denoise import Composed
+    from robustaudit.certify.run import certify_dataset
+    from robustaudit.report.certify import write_certify_report
+
+    if skip < 1:
+        raise InputError(f"skip must be >= 1, got {skip}")
+    x, labels = _xy(data, y, "certify")
+    x, labels = x[::skip], labels[::skip]
+    target: LabelModel = as_model(model, access=Access.LABELS, **model_kw)
+    extra: dict[str, object] = {"model": str(getattr(target, "name", "model"))}
+    if denoiser is not None:
+        front = as_model(denoiser)
+        target = Composed(front.module, target)  # type: ignore[attr-defined]
+        extra["denoiser"] = str(denoiser)
+        if sidecar(Path(denoiser)).is_file():
+            extra.update({k: v for k, v in json.loads(sidecar(Path(denoiser)).read_text()).items()
+                          if k in ("training_queries", "estimator", "q", "latent")})
+    rec = certify_dataset(target, x, labels, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
+                          bounds=bounds, progress=progress)
+    rec.extra.update(extra)
+    r = rec.to_json()
+    if out is not None:
+        write_certify_report(_write_json(out, "certify.json", r), r)
+    return r
+
+
+def robustify(target: ModelLike, data: DataLike, *, sigma: float, out: str | Path, estimator: str = "cge",
+              q: int = 192, latent: int = 64, epochs: int = 10, pretrain_epochs: int = 20,
+              pretrain_denoiser: bool = True, batch_size: int = 64, seed: int = 0, progress: bool = False,
+              **model_kw: Any) -> dict[str, Any]:
+    """ZO-AE-DS (Zhang et al. 2022): train a denoiser + autoencoder in front of a model reachable only by queries;
+    writes the front end (TorchScript `out`, a .pt file) and its statistics next to it (`out`.json)."""
+    from robustaudit.certify.denoise import ZOAEDS
+
+    path = Path(out)
+    if path.suffix != ".pt":
+        raise InputError(f"out must end in .pt (TorchScript), got {path}")
+    source = _source(data, None, DataOptions())
+    x, _ = source.read(0, len(source))
+    check_inputs(x, torch.zeros(len(x), dtype=torch.long), Bounds())
+    if min(q, latent, batch_size) < 1 or min(epochs, pretrain_epochs) < 0 or sigma <= 0:
+        raise InputError("q, latent and batch_size must be >= 1, epochs >= 0 and sigma > 0")
+    settings = ZOAEDS(sigma=sigma, estimator=estimator, q=q, latent=latent, epochs=epochs,
+                      pretrain_epochs=pretrain_epochs, pretrain_denoiser=pretrain_denoiser, batch_size=batch_size,
+                      seed=seed)
+    front, stats = settings.train(as_model(target, **model_kw), x, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(torch.jit.trace(front, x[:2]), str(path))
+    result = {"target": str(target) if isinstance(target, str | Path) else type(target).__name__, **stats,
+              "queries_per_example_step": settings.queries_per_example_step()}
+    sidecar(path).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def sidecar(path: Path) -> Path:
+    """The statistics file written next to a front end."""
+    return path.with_suffix(path.suffix + ".json")
+
+
+def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, ModelLike], data: DataLike,
+             y: torch.Tensor | None = None, *, eps: float | str,
+             attacks: Sequence[str] = ("mi", "di", "ti", "mi-di-ti"), norm: str | Norm = "linf",
+             ensemble: bool = True, bounds: Bounds = Bounds(), seed: int = 0,
+             batch_size: int = 128, out: str | Path | None = None, progress: bool = False,
+             **model_kw: Any) -> dict[str, Any]:
+    """Transfer audit: attacks crafted on public white-box surrogates, each sent to `target` once (label access
+    suffices); the worst case over every pair; with `out`, transfer.json, summary.md and report.html."""
+    from robustaudit.report.transfer import write_transfer_report
+    from robustaudit.transfer.audit import transfer_audit
+
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    x, labels = _xy(data, y, "the transfer audit")
+    named = dict(surrogates) if isinstance(surrogates, Mapping) else _surrogate_names(list(surrogates))
+    device = model_kw.get("device")
+    models = {k: _white_box(v, f"surrogate {k}", device=device, trust_model_file=model_kw.get("trust_model_file",
+                                                                                             False))
+              for k, v in named.items()}
+    victim = as_model(target, access=Access.LABELS, **model_kw)
+    for m in models.values():
+        _classes_fit(labels, m, x)
+    record = transfer_audit(victim, models, list(attacks), x, labels, threat, ensemble=ensemble, seed=seed,
+                            batch_size=batch_size, progress=progress)
+    r = {"target": str(getattr(victim, "name", "model")), "surrogate_files": [str(v) for v in named.values()],
+         "attacks": list(attacks), "seed": seed, **record.to_json()}
+    if out is not None:
+        write_transfer_report(_write_json(out, "transfer.json", r), r)
+    return r
+
+
+def _surrogate_names(specs: list[ModelLike]) -> dict[str, ModelLike]:
+    """Surrogates named by file stem (numbered where two share one)."""
+    stems = [Path(s).stem if isinstance(s, str | Path) else type(s).__name__ for s in specs]
+    return {f"{i}:{s}" if stems.count(s) > 1 else s: spec for i, (s, spec) in enumerate(zip(stems, specs, strict=True))}
+
+
+def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: int,
+           eps: float | str, strategy: str | None = None, permutations: int = 100, attack: str = "fgsm",
+           norm: str | Norm = "linf", bounds: Bounds = Bounds(), seed: int = 0, out: str | Path | None = None,
+           progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+    """Online transfer attack on a stream: each example attacked or skipped at once, at most k in all; each
+    strategy's successes against the k best in hindsight (competitive ratio); with `out`, that JSON file."""
+    from robustaudit.transfer.audit import online_audit
+
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    x, labels = _xy(data, y, "the online attack")
+    attacker = _white_box(surrogate, "the surrogate", device=model_kw.get("device"),
+                          trust_model_file=model_kw.get("trust_model_file", False))
+    _classes_fit(labels, attacker, x)
+    record = online_audit(as_model(target, access=Access.LABELS, **model_kw), attacker, x, labels, threat,
+                          k=k, attack=attack, strategies=None if strategy is None else [strategy],
+                          permutations=permutations, seed=seed, progress=progress)
+    r = record.to_json()
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(r, indent=2))
+    return r
+
+
+def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: Sequence[int] = (1, 5, 10, 20),
+         attacks: Sequence[str] = ("quad", "cwk", "ad"), targets: str | Path | torch.Tensor | None = None,
+         search_steps: int = 1, steps: int = 60, lr: float = 0.01, layer: str | None = None, seed: int = 0,
+         batch_size: int = 64, bounds: Bounds = Bounds(), out: str | Path | None = None, progress: bool = False,
+         **model_kw: Any) -> dict[str, Any]:
+    """Ordered top-K attacks (QuadAttack, CW^K, AD) on a white-box PyTorch model: force its K highest classes
+    into a chosen order; success rate, perturbation norms and cost per attack and K; with `out`, topk.json."""
+    from robustaudit.attacks.topk import TOPK_ATTACKS
+    from robustaudit.models.torch import TorchModel
+    from robustaudit.run.topk import load_targets, topk_audit
+
+    unknown = [a for a in attacks if a not in TOPK_ATTACKS]
+    if unknown:
+        raise InputError(f"unknown top-K attack {unknown[0]!r}: use {', '.join(TOPK_ATTACKS)}")
+    chosen = [TOPK_ATTACKS[a](search_steps=search_steps, steps=steps, lr=lr) for a in attacks]
+    x, labels = _xy(data, y, "topk")
+    m = as_model(model, **model_kw)
+    if not isinstance(m, TorchModel):
+        raise InputError("top-K attacks need a white-box PyTorch model (they split it at its last linear layer)")
+    _classes_fit(labels, m, x)
+    lists = load_targets(targets, len(x)) if isinstance(targets, str | Path) else targets
+    r = topk_audit(m.module, x.to(m.device), labels.to(m.device), list(k), chosen, targets=lists, layer=layer,
+                   seed=seed, batch_size=batch_size, bounds=bounds, progress=progress)
+    result = {"model": m.name, "data": str(data) if isinstance(data, str | Path) else "arrays", **r}
+    if out is not None:
+        _write_json(out, "topk.json", result)
+    return result
+
+
+CHECK_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("source", "mean", "std", "output_key", "access", "device", "trust_model_file"),
+    "data": ("path",),
+    "threat": ("norm", "eps", "bounds"),
+    "audit": ("attacks", "budget", "seed", "batch_size", "out", "adaptive", "eot", "shard_size"),
+    "gate": ("fail_under", "rule", "allow_flags"),
+    "track": ("jsonl",),
+}
+
+
+def read_check(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The audit a CI job runs, from `robustaudit.toml` (or the `[tool.robustaudit]` table of `pyproject.toml`):
+    tables model, data, threat, audit, gate and track with the keys of CHECK_KEYS; relative paths are relative
+    to the file's folder."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p} does not exist: give robustaudit.toml or a pyproject.toml with [tool.robustaudit]")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p} is not valid TOML ({e})") from None
+    if p.name == "pyproject.toml":
+        doc = doc.get("tool", {}).get("robustaudit")
+        if not isinstance(doc, dict):
+            raise InputError(f"{p} has no [tool.robustaudit] table")
+    for table, keys in doc.items():
+        if table not in CHECK_KEYS or not isinstance(keys, dict):
+            raise InputError(f"{p}: unknown table [{table}]; use {', '.join(CHECK_KEYS)}")
+        unknown = set(keys) - set(CHECK_KEYS[table])
+        if unknown:
+            raise InputError(f"{p}: unknown key(s) {sorted(unknown)} in [{table}]; use {', '.join(CHECK_KEYS[table])}")
+    for table, key in (("model", "source"), ("data", "path"), ("threat", "eps")):
+        if key not in doc.get(table, {}):
+            raise InputError(f"{p}: [{table}] needs {key!r}")
+    base = p.resolve().parent
+
+    def local(value: str) -> str:
+        return value if "://" in value or Path(value).is_absolute() else str(base / value)
+
+    doc["model"]["source"] = local(str(doc["model"]["source"]))
+    doc["data"]["path"] = local(str(doc["data"]["path"]))
+    for table, key in (("audit", "out"), ("track", "jsonl")):
+        if key in doc.get(table, {}):
+            doc[table][key] = local(str(doc[table][key]))
+    return doc
+
+
+def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path]:
+    """Run the audit `read_check(path)` describes, gate included (`record.gate`); its files go to [audit] out
+    (default: robustaudit-report next to the file), one line to [track] jsonl when set. Returns the record and
+    the folder written."""
+    from robustaudit.api import audit
+    from robustaudit.gate import Gate, append_jsonl
+
+    doc = read_check(path)
+    model, threat, run, gate_opts = doc["model"], doc["threat"], doc.get("audit", {}), doc.get("gate", {})
+    gate = None if "fail_under" not in gate_opts else Gate(float(gate_opts["fail_under"]), str(gate_opts.get(
+        "rule", "lower")), tuple(gate_opts.get("allow_flags", ())))
+    out = run.get("out", str(Path(path).resolve().parent / "robustaudit-report"))
+    bounds = threat.get("bounds", [0.0, 1.0])
+    record = audit(model["source"], doc["data"]["path"], eps=threat["eps"], norm=threat.get("norm", "linf"),
+                   bounds=Bounds(float(bounds[0]), float(bounds[1])), attacks=run.get("attacks"),
+                   budget=run.get("budget"), seed=run.get("seed", 0), batch_size=run.get("batch_size", 256),
+                   adaptive=run.get("adaptive", True), eot=run.get("eot", 20), shard_size=run.get("shard_size", 512),
+                   access=model.get("access"), mean=model.get("mean"), std=model.get("std"),
+                   output_key=model.get("output_key"), device=model.get("device"),
+                   trust_model_file=bool(model.get("trust_model_file", False)), out=out, gate=gate,
+                   progress=progress)
+    if "jsonl" in doc.get("track", {}):
+        append_jsonl(doc["track"]["jsonl"], {"command": "check", "config": str(path), "out": out,
+                                             **{k: v for k, v in record.to_json().items() if k != "examples"}})
+    return record, Path(out)

@@ -1,0 +1,206 @@
+"""The bundled demo: a small CNN on scikit-learn's real handwritten digits at 32×32, trained once and cached."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustaudit.extras import require
+from robustaudit.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+
+def digits_32(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn digits upsampled to 1×32×32 in [0,1] (bilinear); the stratified 80/20 split of random_state 0."""
+    load_digits = require("sklearn.datasets", "the demo's digits").load_digits
+    train_test_split = require("sklearn.model_selection", "the demo's digits").train_test_split
+
+    d = load_digits()
+    x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    x = F.interpolate(x8, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
+    y = d.target.astype(np.int64)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed, stratify=y)
+    return xtr, ytr, xte, yte
+
+
+class DigitsCNN(nn.Module):
+    """3 conv blocks (32-64-128 channels, max-pooling) and one linear layer; logits out."""
+
+    def __init__(self, n_classes: int = 10) -> None:
+        super().__init__()
+        chans = [1, 32, 64, 128]
+        layers: list[nn.Module] = []
+        for a, b in zip(chans, chans[1:], strict=False):
+            layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(128 * 4 * 4, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def _convs(widths: list[int], norm: bool) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for a, b in zip([1, *widths], widths, strict=False):
+        layers += [nn.Conv2d(a, b, 3, padding=1), *([nn.BatchNorm2d(b)] if norm else []), nn.ReLU(), nn.MaxPool2d(2)]
+    return layers
+
+
+def surrogate_net(arch: str) -> nn.Module:
+    """The surrogate family for the transfer audit (none of them is DigitsCNN, the demo target)."""
+    if arch == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 256), nn.ReLU(), nn.Linear(256, 10))
+    if arch == "cnn":
+        return nn.Sequential(*_convs([16, 32], False), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+    if arch == "cnn-bn":
+        return nn.Sequential(*_convs([16, 32], True), nn.Flatten(), nn.Linear(32 * 8 * 8, 10))
+    if arch == "cnn-wide":
+        return nn.Sequential(*_convs([64, 128], False), nn.Flatten(), nn.Linear(128 * 8 * 8, 10))
+    raise ValueError(f"unknown surrogate architecture {arch!r}")
+
+
+SURROGATES = ("mlp", "cnn", "cnn-bn", "cnn-wide")
+
+
+def train_digits_cnn(xtr: np.ndarray, ytr: np.ndarray, *, epochs: int = 8, seed: int = 0,
+                     arch: str | None = None, noise: float = 0.0) -> nn.Module:
+    """Train DigitsCNN (or a surrogate architecture) on the digits with Adam; `noise` > 0 adds Gaussian noise of
+    that standard deviation to every training input (the base classifier randomized smoothing wants)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = DigitsCNN() if arch is None else surrogate_net(arch)
+    return _fit(model, xtr, ytr, epochs=epochs, seed=seed, lr=1e-3, batch=64, noise=noise)
+
+
+def _fit(model: nn.Module, xtr: np.ndarray, ytr: np.ndarray, *, epochs: int, seed: int, lr: float, batch: int,
+         noise: float = 0.0) -> nn.Module:
+    """Adam on cross-entropy, shuffled by `seed`; optional Gaussian noise on the inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x, y = torch.from_numpy(xtr), torch.from_numpy(ytr)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(batch):
+            opt.zero_grad()
+            xb = x[idx] + noise * torch.randn(x[idx].shape, generator=gen) if noise else x[idx]
+            F.cross_entropy(model(xb), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def noisy_files(sigma: float = 0.25, directory: Path | None = None) -> Path:
+    """DigitsCNN trained with Gaussian noise augmentation at `sigma` (torch.export program), cached."""
+    d = directory or cache_dir()
+    path = d / f"digits_cnn_noise{sigma:g}.pt2"
+    if not path.is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        log.info("training the noise-augmented digits CNN, sigma %g (once; cached in %s)", sigma, d)
+        xtr, ytr, xte, _ = digits_32()
+        _export(train_digits_cnn(xtr, ytr, epochs=12, noise=sigma), path, torch.from_numpy(xte[:8]))
+    return path
+
+
+def _cached(directory: Path | None, names: tuple[str, str], what: str,
+            build: Callable[[], tuple[nn.Module, np.ndarray, np.ndarray]]) -> tuple[Path, Path]:
+    """(model .pt2, test .npz) = `names` in the cache; `build` trains the model and gives its test set, once."""
+    d = directory or cache_dir()
+    model_path, data_path = d / names[0], d / names[1]
+    if model_path.is_file() and data_path.is_file():
+        return model_path, data_path
+    d.mkdir(parents=True, exist_ok=True)
+    log.info("training %s (once; cached in %s)", what, d)
+    model, xte, yte = build()
+    _export(model, model_path, torch.from_numpy(xte[:8]))
+    with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
+        np.savez(f, x=xte, y=yte)
+    os.replace(data_path.with_suffix(".npz.tmp"), data_path)
+    return model_path, data_path
+
+
+def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
+    """(torch.export program, test .npz), trained and written on first use, then loaded from the cache."""
+
+    def build() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        xtr, ytr, xte, yte = digits_32()
+        return train_digits_cnn(xtr, ytr), xte, yte
+
+    return _cached(directory, ("digits_cnn.pt2", "digits_test.npz"), "the demo digits CNN", build)
+
+
+def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
+    """Save as a torch.export program with a dynamic batch, atomically."""
+    tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp))
+    os.replace(tmp, path)
+
+
+def surrogate_files(directory: Path | None = None) -> dict[str, Path]:
+    """The surrogate family (MLP, small CNN, CNN with BatchNorm, wide CNN) trained on the digits' training split,
+    exported and cached like the demo model; the demo model (DigitsCNN) is the target none of them is."""
+    d = directory or cache_dir()
+    paths = {arch: d / f"surrogate_{arch}.pt2" for arch in SURROGATES}
+    missing = [a for a, p in paths.items() if not p.is_file()]
+    if missing:
+        d.mkdir(parents=True, exist_ok=True)
+        log.info("training the digits surrogates %s (once; cached in %s)", ", ".join(missing), d)
+        xtr, ytr, xte, _ = digits_32()
+        for i, arch in enumerate(SURROGATES):
+            if arch in missing:
+                _export(train_digits_cnn(xtr, ytr, arch=arch, seed=100 + i), paths[arch], torch.from_numpy(xte[:8]))
+    return paths
+
+
+def digit_pairs(n: int, *, seed: int = 0, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A 100-class task from real digits: two digits (upsampled to 16×16, bilinear) side by side, 1×16×32 in
+    [0,1]; class = 10·left + right. Left and right digits come from the same split (80/20, stratified,
+    random_state 0) of sklearn's digits."""
+    load_digits = require("sklearn.datasets", "the demo's digits").load_digits
+    train_test_split = require("sklearn.model_selection", "the demo's digits").train_test_split
+
+    d = load_digits()
+    x8 = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    x = F.interpolate(x8, size=(16, 16), mode="bilinear", align_corners=False).clamp(0, 1)[:, 0].numpy()
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=0, stratify=d.target)
+    xs, ys = (xtr, ytr) if train else (xte, yte)
+    rng = np.random.default_rng(seed)
+    left, right = rng.integers(0, len(xs), n), rng.integers(0, len(xs), n)
+    return np.concatenate([xs[left], xs[right]], axis=2)[:, None], (10 * ys[left] + ys[right]).astype(np.int64)
+
+
+class PairsNet(nn.Module):
+    """Three conv layers, then a 128-d feature layer and the final linear layer over 100 classes."""
+
+    def __init__(self, n_classes: int = 100) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                      nn.Linear(64 * 4 * 8, 128), nn.ReLU())
+        self.head = nn.Linear(128, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def pairs_files(directory: Path | None = None) -> tuple[Path, Path]:
+    """(torch.export program, test .npz) of the 100-class digit-pairs model, trained once and cached."""
+
+    def build() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        xtr, ytr = digit_pairs(30000, seed=1)
+        xte, yte = digit_pairs(1000, seed=2, train=False)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = PairsNet()
+        return _fit(model, xtr, ytr, epochs=6, seed=0, lr=2e-3, batch=128), xte, yte
+
+    return _cached(directory, ("digit_pairs16.pt2", "digit_pairs16_test.npz"), "the 100-class digit-pairs model",
+                   build)

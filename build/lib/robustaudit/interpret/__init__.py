@@ -1,0 +1,1 @@
+"""Interpreters (captum) and how much an attack changes what they show."""

@@ -1,0 +1,1 @@
+"""Writing an evaluation out: results.json, adversarial.npz and a short human summary."""
