@@ -17,6 +17,7 @@ from robustaudit.attacks.base import Attack
 from robustaudit.attacks.registry import resolve
 from robustaudit.checks import label_mismatch
 from robustaudit.errors import InputError
+from robustaudit.extras import require
 from robustaudit.gate import Gate
 from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
@@ -324,6 +325,7 @@ def _interpretable(model: LabelModel, interpreter: str | None, layer: str | None
         raise InputError(f"--interpreter must be one of {', '.join(INTERPRETERS)}, got {interpreter!r}")
     if not isinstance(model, TorchModel):
         raise InputError("--interpreter needs a local PyTorch model (the interpreters back-propagate through it)")
+    require("captum.attr", "--interpreter")  # refused before the audit, not after it
     if layer is not None or interpreter in ("gradcam", "cam"):
         conv_layer(model.module, layer)  # refused now, before the audit, when it does not exist
     if not map_weight:
