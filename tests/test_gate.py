@@ -104,3 +104,31 @@ def test_too_weak(robustness_gate):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")  # the plugin loads by its entry point
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*gate FAILED*report: *report.html*"])
+
+
+def test_mlflow_logs_params_metrics_and_the_report(demo_paths, tmp_path: Path, monkeypatch) -> None:
+    """--mlflow logs to a local MLflow file store: the metrics equal results.json, the report is an artifact."""
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps file stores behind this switch
+    model, _ = demo_paths
+    data = demo_subset(demo_paths, tmp_path, 24)
+    r = CliRunner().invoke(app, ["evaluate", "--model", model, "--data", str(data), "--eps", "0.1", "--attacks", "fgsm",
+                                 "--out", str(tmp_path / "a"), "--mlflow", "--quiet"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    client = mlflow.tracking.MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.metrics["robust_accuracy"] == pytest.approx(res["robust_accuracy"])
+    assert run.data.metrics["robust_accuracy_ci95_low"] == pytest.approx(res["robust_accuracy_ci95"][0])
+    assert run.data.params["model_sha256"] == res["model_sha256"] and run.data.tags["robustaudit.command"] == \
+        "evaluate"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "robustaudit")}
+    assert {"robustaudit/report.html", "robustaudit/results.json", "robustaudit/summary.md"} <= artifacts
+    with mlflow.start_run() as active:  # inside an active run (a training script's), it logs there
+        r = CliRunner().invoke(app, ["evaluate", "--model", model, "--data", str(data), "--eps", "0.1", "--attacks",
+                                     "fgsm", "--out", str(tmp_path / "b"), "--mlflow", "--quiet"])
+        assert r.exit_code == 0, r.output
+    assert "robust_accuracy" in client.get_run(active.info.run_id).data.metrics

@@ -240,7 +240,7 @@ CHECK_KEYS: dict[str, tuple[str, ...]] = {
     "threat": ("norm", "eps", "bounds"),
     "audit": ("attacks", "budget", "seed", "batch_size", "out", "adaptive", "eot", "shard_size"),
     "gate": ("fail_under", "rule", "allow_flags"),
-    "track": ("jsonl",),
+    "track": ("jsonl", "mlflow"),
 }
 
 
@@ -285,16 +285,20 @@ def read_check(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path]:
     """Run the audit `read_check(path)` describes, gate included (`record.gate`); its files go to [audit] out
-    (default: robustaudit-report next to the file), one line to [track] jsonl when set. Returns the record and
-    the folder written."""
+    (default: robustaudit-report next to the file), one line to [track] jsonl and the run to MLflow ([track] mlflow =
+    true) when set. Returns the record and the folder written."""
     from robustaudit.api import audit
-    from robustaudit.gate import Gate, append_jsonl
+    from robustaudit.gate import Gate
+    from robustaudit.tracking import Tracking
 
     doc = read_check(path)
     model, threat, run, gate_opts = doc["model"], doc["threat"], doc.get("audit", {}), doc.get("gate", {})
     gate = None if "fail_under" not in gate_opts else Gate(float(gate_opts["fail_under"]), str(gate_opts.get(
         "rule", "lower")), tuple(gate_opts.get("allow_flags", ())))
     out = run.get("out", str(Path(path).resolve().parent / "robustaudit-report"))
+    tracks = doc.get("track", {})
+    track = Tracking(jsonl=None if "jsonl" not in tracks else Path(tracks["jsonl"]),
+                     mlflow=bool(tracks.get("mlflow", False)))
     bounds = threat.get("bounds", [0.0, 1.0])
     record = audit(model["source"], doc["data"]["path"], eps=threat["eps"], norm=threat.get("norm", "linf"),
                    bounds=Bounds(float(bounds[0]), float(bounds[1])), attacks=run.get("attacks"),
@@ -304,7 +308,6 @@ def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path
                    output_key=model.get("output_key"), device=model.get("device"),
                    trust_model_file=bool(model.get("trust_model_file", False)), out=out, gate=gate,
                    progress=progress)
-    if "jsonl" in doc.get("track", {}):
-        append_jsonl(doc["track"]["jsonl"], {"command": "check", "config": str(path), "out": out,
-                                             **{k: v for k, v in record.to_json().items() if k != "examples"}})
+    track.log("check", Path(out), {"config": str(path),
+                                   **{k: v for k, v in record.to_json().items() if k != "examples"}})
     return record, Path(out)

@@ -3,11 +3,8 @@
 
 from __future__ import annotations
 
-import datetime
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from robustaudit.errors import InputError
@@ -50,14 +47,3 @@ class Gate:
                     f"{'>=' if passed else '<'} {self.fail_under:g}")
         return {"passed": passed, "threshold": self.fail_under, "rule": self.rule, "figure": figure, "what": what,
                 "blocking_flags": blocking, "line": line}
-
-
-def append_jsonl(path: str | Path, entry: dict[str, Any]) -> None:
-    """Append one run's summary as one JSON line (any tracker can read the file)."""
-    p = Path(path)
-    if p.is_dir():
-        raise InputError(f"--jsonl {p} is a folder: give a file")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), **entry})
-    with open(p, "a") as f:
-        f.write(line + "\n")

@@ -19,7 +19,8 @@ from robustaudit.cli.common import (
     show_progress,
     verdict,
 )
-from robustaudit.gate import Gate, append_jsonl
+from robustaudit.gate import Gate
+from robustaudit.tracking import Tracking
 
 
 def certify(
@@ -29,7 +30,7 @@ def certify(
     out_dir: OutOpt,
     model_options: ModelOptions,
     gate: Gate | None,
-    jsonl: Path | None,
+    track: Tracking,
     n0: Annotated[int, typer.Option(help="noise samples to select the class")] = 100,
     n: Annotated[int, typer.Option(help="noise samples to estimate its probability")] = 10_000,
     alpha: Annotated[float, typer.Option(help="failure probability of each certificate")] = 0.001,
@@ -59,9 +60,7 @@ def certify(
     out.print(table)
     out.print(f"{r['abstained']} abstained; {r['queries_total']} queries; results written to {out_dir}/ "
               "(report.html, certify.json, summary.md)", highlight=False)
-    if jsonl is not None:
-        append_jsonl(jsonl, {"command": "certify", "out": str(out_dir),
-                             **{k: v for k, v in r.items() if k not in ("per_example", "curve")}})
+    track.log("certify", out_dir, {k: v for k, v in r.items() if k not in ("per_example", "curve")})
     if gate is not None:
         k = sum(e["correct"] and e["radius"] >= radius for e in r["per_example"])
         verdict(gate.judge(f"certified accuracy at L2 radius {radius:g}", k / r["examples"],

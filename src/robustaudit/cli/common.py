@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from robustaudit.errors import InputError
 from robustaudit.gate import Gate
+from robustaudit.tracking import Tracking
 from robustaudit.types import Bounds, DataOptions, parse_number, parse_size
 
 err = Console(stderr=True)
@@ -114,15 +115,16 @@ def _gate_params() -> list[inspect.Parameter]:
             rich_help_panel=_G)]),
         inspect.Parameter("jsonl", kw, default=None, annotation=Annotated[Path | None, typer.Option(
             help="append one JSON line per run to this file (for any tracker)", rich_help_panel=_G)]),
+        inspect.Parameter("mlflow", kw, default=False, annotation=Annotated[bool, typer.Option(
+            "--mlflow", help="log params, metrics and the run's files to the active MLflow run (or a new one; "
+            "needs robustaudit[mlflow])", rich_help_panel=_G)]),
     ]
 
 
-def _gate(values: dict[str, Any]) -> tuple[Gate | None, Path | None]:
+def _gate(values: dict[str, Any]) -> tuple[Gate | None, Tracking]:
     fail_under, rule, allowed = values.pop("fail_under"), values.pop("gate"), values.pop("allow_flag")
-    jsonl = values.pop("jsonl")
-    if jsonl is not None and jsonl.is_dir():  # refused before the audit runs, not after it wrote its files
-        raise InputError(f"--jsonl {jsonl} is a folder: give a file")
-    return (None if fail_under is None else Gate(fail_under, rule, tuple(allowed or ()))), jsonl
+    track = Tracking(jsonl=values.pop("jsonl"), mlflow=values.pop("mlflow"))
+    return (None if fail_under is None else Gate(fail_under, rule, tuple(allowed or ()))), track
 
 
 def verdict(result: dict[str, Any] | None) -> None:
@@ -179,12 +181,12 @@ def command(app: typer.Typer, name: str | None = None, *, model: bool = False, r
     """Register `fn` as a command of `app`: an `InputError` it raises becomes one line on stderr and exit 2; with
     `model` (and `remote`) it gets the model options as `model_options: ModelOptions`, with `data` the image
     folder / Parquet options as `data_options: DataOptions`, with `gate` `gate: Gate | None` and
-    `jsonl: Path | None` (--fail-under, --gate, --allow-flag, --jsonl)."""
+    `track: Tracking` (--fail-under, --gate, --allow-flag, --jsonl, --mlflow)."""
 
     def register(fn: F) -> F:
         sig = inspect.signature(fn, eval_str=True)
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values()
-                  if p.name not in ("model_options", "data_options", "gate", "jsonl")]
+                  if p.name not in ("model_options", "data_options", "gate", "track")]
         params += (_model_params() if model else []) + (_remote_params() if remote else []) + \
             (_data_params() if data else []) + (_gate_params() if gate else [])
 
@@ -197,7 +199,7 @@ def command(app: typer.Typer, name: str | None = None, *, model: bool = False, r
                 if data:
                     values["data_options"] = _data_options(values)
                 if gate:
-                    values["gate"], values["jsonl"] = _gate(values)
+                    values["gate"], values["track"] = _gate(values)
                 return fn(**values)
             except InputError as e:
                 fail(str(e))

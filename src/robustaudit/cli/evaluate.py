@@ -25,7 +25,8 @@ from robustaudit.cli.common import (
     verdict,
 )
 from robustaudit.errors import InputError
-from robustaudit.gate import Gate, append_jsonl
+from robustaudit.gate import Gate
+from robustaudit.tracking import Tracking
 from robustaudit.types import DataOptions
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def evaluate(
     model_options: ModelOptions,
     data_options: DataOptions,
     gate: Gate | None,
-    jsonl: Path | None,
+    track: Tracking,
     norm: NormOpt = "linf",
     attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
                                                      "with gradients; square,genetic (l2: square) with scores; "
@@ -104,9 +105,7 @@ def evaluate(
                    data_options=data_options, progress=show_progress(quiet), gate=gate,
                    **model_options.load_kwargs())
     show(record, out_dir)
-    if jsonl is not None:
-        append_jsonl(jsonl, {"command": "evaluate", "out": str(out_dir), **{k: v for k, v in record.to_json().items()
-                                                                          if k != "examples"}})
+    track.log("evaluate", out_dir, {k: v for k, v in record.to_json().items() if k != "examples"})
     if not record.complete:
         err.print(f"[bold red]error:[/] {record.stopped}; the results written cover what was done; rerun the same "
                   "command to resume", highlight=False)

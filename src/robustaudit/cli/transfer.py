@@ -21,7 +21,8 @@ from robustaudit.cli.common import (
     show_progress,
     verdict,
 )
-from robustaudit.gate import Gate, append_jsonl
+from robustaudit.gate import Gate
+from robustaudit.tracking import Tracking
 
 TargetOpt = Annotated[str, typer.Option(help="the audited model: any model evaluate accepts, or an http(s) URL "
                                              "(label access suffices)")]
@@ -36,7 +37,7 @@ def transfer(
     out_dir: OutOpt,
     model_options: ModelOptions,
     gate: Gate | None,
-    jsonl: Path | None,
+    track: Tracking,
     attacks: Annotated[str, typer.Option(help="comma-separated: mi, di, ti, their combinations (mi-di-ti), "
                                               "ifgsm, fgsm")] = "mi,di,ti,mi-di-ti",
     norm: NormOpt = "linf",
@@ -65,9 +66,7 @@ def transfer(
     out.print(f"worst case over all pairs {r['worst_case_robust_accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}); "
               f"{r['target_queries']['total']} target queries")
     out.print(f"results written to {out_dir}/ (report.html, transfer.json, summary.md)", highlight=False)
-    if jsonl is not None:
-        append_jsonl(jsonl, {"command": "transfer", "out": str(out_dir), **{k: v for k, v in r.items()
-                                                                          if k not in ("examples", "matrix")}})
+    track.log("transfer", out_dir, {k: v for k, v in r.items() if k not in ("examples", "matrix")})
     if gate is not None:
         verdict(gate.judge("worst-case transfer robust accuracy", r["worst_case_robust_accuracy"],
                            r["worst_case_robust_accuracy_ci95"]))
