@@ -30,6 +30,7 @@ class AttackResult:
     # each budget of CURVE_BUDGETS queries
     min_distance: torch.Tensor | None = None
     distance_at: dict[int, torch.Tensor] | None = None
+    adversarial_label: torch.Tensor | None = None  # the verified label of x_adv where `success`, else -1
 
     @property
     def robust(self) -> torch.Tensor:
@@ -148,6 +149,7 @@ class ExampleRecord:
     gradients: int
     evaluated: bool = True
     naive_robust: bool | None = None  # adaptive runs: robust after the naive cascade alone
+    adversarial_prediction: int | None = None  # broken examples: the label the verifying pass gave x_adv
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

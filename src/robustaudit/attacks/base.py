@@ -230,12 +230,14 @@ class Attack(ABC):
         if len(sub):
             x_sub_adv, claimed = self.run(ctx, x[sub], y[sub])
         outer.absorb(sub, oracle.queries, oracle.gradients)
-        verified, failures = self._verify(outer, x[sub], x_sub_adv, y[sub], claimed, ctx, sub)
+        verified, failures, labels = self._verify(outer, x[sub], x_sub_adv, y[sub], claimed, ctx, sub)
         success = torch.zeros(n, dtype=torch.bool, device=device)
         success[sub] = verified
         x_adv = x.clone()
         x_adv[sub[verified]] = x_sub_adv[verified].to(x.dtype)
         spent = _scatter(oracle.queries, sub.cpu(), n)
+        adversarial = torch.full((n,), -1, dtype=torch.long)
+        adversarial[sub.cpu()] = torch.where(verified.cpu(), labels, -1)
         min_distance, distance_at = None, None
         if ctx.min_norm is not None:
             inf = torch.full((n,), float("inf"), dtype=torch.float64)
@@ -255,6 +257,7 @@ class Attack(ABC):
             notes=tuple(ctx.notes),
             min_distance=min_distance,
             distance_at=distance_at,
+            adversarial_label=adversarial,
         )
 
     @abstractmethod
@@ -270,13 +273,14 @@ class Attack(ABC):
         claimed: torch.Tensor,
         ctx: Context,
         sub: torch.Tensor,
-    ) -> tuple[torch.Tensor, int]:
+    ) -> tuple[torch.Tensor, int, torch.Tensor]:
         """Re-check every claimed success: a fresh forward pass (the query kept for it), the eps-ball in float64
-        and the bounds."""
+        and the bounds. Also returns the label that pass gave each example (-1 where nothing was claimed)."""
         verified = claimed.clone()
+        labels = torch.full((len(claimed),), -1, dtype=torch.long)
         idx = claimed.nonzero()[:, 0]
         if len(idx) == 0:
-            return verified, 0
+            return verified, 0, labels
         xa = x_adv[idx]
         pred = outer.labels(xa, sub[idx])
         t = None if ctx.target is None else ctx.target[idx]
@@ -292,7 +296,8 @@ class Attack(ABC):
         if failures and os.environ.get(STRICT_ENV) == "1" and not getattr(outer.model, "randomized", False):
             raise VerificationError(f"{self.name}: {failures} claimed successes failed verification")
         verified[idx] = ok
-        return verified, failures
+        labels[idx.cpu()] = pred.long().cpu()
+        return verified, failures, labels
 
 
 def _scatter(values: torch.Tensor, positions: torch.Tensor, n: int) -> torch.Tensor:

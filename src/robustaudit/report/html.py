@@ -25,10 +25,49 @@ def write_report(run: str | Path) -> Path:
     try:
         r = json.loads((d / "results.json").read_text())
         curve = json.loads((d / "curve.json").read_text()) if (d / "curve.json").is_file() else None
-        return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r))
+        return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r),
+                      provenance=provenance_rows(_evaluate_provenance(r), r.get("gate")), caveats=_caveats(r))
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as e:
         raise InputError(f"{d}: its results.json, curve.json or gallery.npz is not what an evaluate run writes "
                          f"({type(e).__name__}: {e}); rerun the audit into this folder") from None
+
+
+def _evaluate_provenance(r: dict[str, Any]) -> dict[str, Any]:
+    settings: dict[str, Any] = {"threat": r["threat"]}
+    for a in r.get("attack_settings", []):
+        settings[f"attack {a['name']}"] = {k: v for k, v in a.items() if k != "name"}
+    return {**{k: r.get(k) for k in ("model", "model_sha256", "data_sha256", "n", "seed", "model_options",
+                                     "robustaudit_version", "torch_version", "python_version", "date")},
+            "settings": settings}
+
+
+def _caveats(r: dict[str, Any]) -> list[str]:
+    from robustaudit.provenance import caveats
+
+    evaluated = [e for e in r["examples"] if e.get("evaluated", True) and e.get("clean_prediction") is not None]
+    return caveats(attacks=[a["name"] for a in r.get("attack_settings", [])],
+                   clean_correct=sum(e["clean_prediction"] == e["label"] for e in evaluated), n=len(evaluated),
+                   classes=len({e["label"] for e in evaluated}))
+
+
+def provenance_rows(p: dict[str, Any], gate: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The provenance block of a report (see `robustaudit.provenance`), one (what, value) row each."""
+    options = p.get("model_options") or {}
+    mean, std = options.get("mean"), options.get("std")
+    rows = [("model", str(p.get("model"))),
+            ("model sha256", p.get("model_sha256") or "n/a: not loaded from a file or module (a remote or wrapped "
+                                                       "model)"),
+            ("data sha256", str(p.get("data_sha256") or "n/a")), ("examples", str(p.get("n"))),
+            ("normalisation", "none (inputs as given)" if mean is None else f"mean {mean}, std {std}"),
+            ("model options", json.dumps({k: v for k, v in options.items() if k not in ("mean", "std")})),
+            ("seed", str(p.get("seed")))]
+    rows += [(f"setting: {k}", json.dumps(v) if not isinstance(v, str) else v) for k, v in
+             (p.get("settings") or {}).items()]
+    rows += [("versions", f"robustaudit {p.get('robustaudit_version')} · torch {p.get('torch_version')} · Python "
+                          f"{p.get('python_version')}"), ("date", str(p.get("date")))]
+    if gate is not None:
+        rows.append(("release gate", gate["line"]))
+    return rows
 
 
 def render(out: Path, template: str, **context: Any) -> Path:
@@ -93,14 +132,30 @@ def _gallery(d: Path, r: dict[str, Any]) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     g = np.load(path)
+    names = class_names(r.get("data") or {})
     out = []
     for i, clean, adv in zip(g["index"].tolist(), g["clean"], g["adv"], strict=True):
         diff = adv - clean
         scale = float(np.abs(diff).max()) or 1.0
         e = r["examples"][i]
-        out.append({"index": i, "label": e["label"], "broken_by": e["broken_by"], "clean": _image(clean),
+        pred = e.get("adversarial_prediction")
+        out.append({"index": i, "label": _named(e["label"], names), "broken_by": e["broken_by"],
+                    "prediction": "?" if pred is None else _named(pred, names), "clean": _image(clean),
                     "adv": _image(adv), "diff": _image(0.5 + diff / (2 * scale))})
     return out
+
+
+def class_names(data: dict[str, Any]) -> dict[int, str]:
+    """Class index -> name when the data names its classes (an image folder's folders, through --classes)."""
+    if isinstance(data.get("class_index"), dict):
+        return {int(v): str(k) for k, v in data["class_index"].items()}
+    if isinstance(data.get("classes"), list):
+        return dict(enumerate(map(str, data["classes"])))
+    return {}
+
+
+def _named(k: int, names: dict[int, str]) -> str:
+    return f"{k} ({names[k]})" if k in names else str(k)
 
 
 def _image(a: np.ndarray) -> str:

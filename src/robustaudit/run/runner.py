@@ -132,6 +132,7 @@ def _cascade(
     naive_robust: torch.Tensor | None = None
     stopped: str | None = None
     broken_by: list[str | None] = [None] * n
+    adversarial = torch.full((n,), -1, dtype=torch.long)  # the verified label of each broken example
     min_distance = torch.full((n,), float("inf"), dtype=torch.float64)
     x_adv = xt.clone()
     summaries = []
@@ -165,6 +166,8 @@ def _cascade(
                 x_adv[batch[ok]] = res.x_adv.cpu()[ok]
                 for i in batch[ok].tolist():
                     broken_by[i] = name
+                if res.adversarial_label is not None:
+                    adversarial[batch[ok]] = res.adversarial_label.cpu()[ok]
                 summary.broken += int(ok.sum())
                 if res.attack_queries is not None:
                     used[done:done + len(batch)] = res.attack_queries
@@ -211,6 +214,7 @@ def _cascade(
             robust=bool(robust[i]), broken_by=broken_by[i], linf=float(linf[i]), l2=float(l2[i]),
             queries=int(oracle.queries[i]), gradients=int(oracle.gradients[i]), evaluated=bool(evaluated[i]),
             naive_robust=None if naive_robust is None else bool(naive_robust[i]),
+            adversarial_prediction=int(adversarial[i]) if broken_by[i] and int(adversarial[i]) >= 0 else None,
             extra={"min_distance": float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None}
             if minimum_norm else {},
         )
