@@ -67,7 +67,7 @@ def cases(f: dict[str, str]) -> list[tuple[str, list[str]]]:
             (f"{name}: NaN", [*base, data_opt, f["nan"], "--out", "OUT"]),
             (f"{name}: missing data", [*base, data_opt, f["file"] + ".npz", "--out", "OUT"]),
             (f"{name}: empty data", [*base, data_opt, f["empty"], "--out", "OUT"]),
-            (f"{name}: out is a file", [*ok, "--out", f["dir"] if name == "online" else f["file"]]),
+            (f"{name}: out is a file", [*ok, "--out", f["file"]]),
             (f"{name}: out under a file", [*ok, "--out", f["under"]]),
             (f"{name}: bad model", [*[f["dir"] + "/nope.py:build" if a == f["net"] else a for a in ok],
                                     "--out", "OUT"]),

@@ -215,9 +215,10 @@ def test_cli_transfer_and_online(tmp_path: Path, twins: tuple[nn.Module, nn.Modu
     assert "data:image/png;base64" in html and "Worst-case robust accuracy" in html
     r = runner.invoke(app, ["online", "--target", paths[1], "--surrogate", paths[0], "--data",
                             str(tmp_path / "d.npz"), "--k", "3", "--eps", "0.2", "--permutations", "20", "--quiet",
-                            "--out", str(tmp_path / "online.json")])
+                            "--out", str(tmp_path / "online")])
     assert r.exit_code == 0, r.output
-    assert "virtual+" in r.output and json.loads((tmp_path / "online.json").read_text())["k"] == 3
+    assert "virtual+" in r.output and json.loads((tmp_path / "online" / "online.json").read_text())["k"] == 3
+    assert {"summary.md", "report.html"} <= {p.name for p in (tmp_path / "online").iterdir()}
     r = runner.invoke(app, ["online", "--target", paths[1], "--surrogate", paths[0], "--data",
                             str(tmp_path / "d.npz"), "--k", "3", "--eps", "0.2", "--strategy", "best"])
     assert r.exit_code == 2 and "unknown strategy" in r.output

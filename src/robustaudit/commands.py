@@ -12,9 +12,13 @@ import torch
 
 from robustaudit.api import DataLike, DataOptions, ModelLike, _source
 from robustaudit.errors import InputError
+from robustaudit.gate import Gate
 from robustaudit.models.base import GradModel, LabelModel
 from robustaudit.models.load import as_model
+from robustaudit.provenance import caveats, provenance
 from robustaudit.results import EvalRecord
+from robustaudit.run.fingerprint import fingerprint_model, sha256_tensors
+from robustaudit.stats import clopper_pearson
 from robustaudit.threat import ThreatModel
 from robustaudit.types import Access, Bounds, Norm, parse_number
 from robustaudit.validate import check_inputs, check_labels
@@ -52,6 +56,15 @@ def _write_json(out: str | Path, name: str, result: dict[str, Any]) -> Path:
     return d
 
 
+def _provenance(model: ModelLike, x: torch.Tensor, labels: torch.Tensor, *, seed: int | None,
+                settings: dict[str, Any], model_kw: ModelKw) -> dict[str, Any]:
+    """The provenance block of a command's JSON: the model's and the data's identity, every setting, versions."""
+    name = str(model) if isinstance(model, str | Path) else str(getattr(model, "name", type(model).__name__))
+    options = {k: model_kw.get(k) for k in ("mean", "std", "output_key", "device")}
+    return provenance(model=name, model_sha256=fingerprint_model(model), data_sha256=sha256_tensors(x, labels),
+                      n=len(x), seed=seed, settings=settings, model_options=options)
+
+
 def _white_box(model: ModelLike, what: str, **model_kw: Any) -> GradModel:
     m = as_model(model, **model_kw)
     if Access(m.access) < Access.GRADIENTS:
@@ -84,9 +97,11 @@ def curve(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, ep
 def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, sigma: float, n0: int = 100,
             n: int = 10_000, alpha: float = 0.001, denoiser: str | Path | None = None, skip: int = 1,
             batch_size: int = 400, seed: int = 0, bounds: Bounds = Bounds(), out: str | Path | None = None,
-            progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+            progress: bool = False, gate: Gate | None = None, gate_radius: float = 0.5,
+            **model_kw: Any) -> dict[str, Any]:
     """Randomized smoothing (Cohen et al. 2019) at label access: per example the smoothed prediction (or abstain)
-    and its certified L2 radius; with `out`, certify.json, summary.md and report.html."""
+    and its certified L2 radius; with `out`, certify.json, summary.md and report.html. With `gate`, "gate" holds
+    its verdict on the certified accuracy at `gate_radius`."""
     from robustaudit.certify.denoise import Composed
     from robustaudit.certify.run import certify_dataset
     from robustaudit.report.certify import write_certify_report
@@ -107,7 +122,15 @@ def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, 
     rec = certify_dataset(target, x, labels, sigma=sigma, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
                           bounds=bounds, progress=progress)
     rec.extra.update(extra)
-    r = rec.to_json()
+    r: dict[str, Any] = rec.to_json()
+    r["provenance"] = _provenance(model, x, labels, seed=seed, model_kw=model_kw, settings={
+        "sigma": sigma, "n0": n0, "n": n, "alpha": alpha, "skip": skip, "batch_size": batch_size,
+        "bounds": [bounds.low, bounds.high], "denoiser": None if denoiser is None else str(denoiser)})
+    r["caveats"] = caveats(certify={"sigma": sigma, "alpha": alpha, "n": n})
+    if gate is not None:
+        k = sum(e["correct"] and e["radius"] >= gate_radius for e in r["per_example"])
+        r["gate"] = gate.judge(f"certified accuracy at L2 radius {gate_radius:g}", k / r["examples"],
+                               clopper_pearson(k, r["examples"]))
     if out is not None:
         write_certify_report(_write_json(out, "certify.json", r), r)
     return r
@@ -150,10 +173,11 @@ def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, M
              y: torch.Tensor | None = None, *, eps: float | str,
              attacks: Sequence[str] = ("mi", "di", "ti", "mi-di-ti"), norm: str | Norm = "linf",
              ensemble: bool = True, bounds: Bounds = Bounds(), seed: int = 0,
-             batch_size: int = 128, out: str | Path | None = None, progress: bool = False,
+             batch_size: int = 128, out: str | Path | None = None, progress: bool = False, gate: Gate | None = None,
              **model_kw: Any) -> dict[str, Any]:
     """Transfer audit: attacks crafted on public white-box surrogates, each sent to `target` once (label access
-    suffices); the worst case over every pair; with `out`, transfer.json, summary.md and report.html."""
+    suffices); the worst case over every pair; with `out`, transfer.json, summary.md and report.html. With
+    `gate`, "gate" holds its verdict on the worst case."""
     from robustaudit.report.transfer import write_transfer_report
     from robustaudit.transfer.audit import transfer_audit
 
@@ -169,8 +193,17 @@ def transfer(target: ModelLike, surrogates: Sequence[ModelLike] | Mapping[str, M
         _classes_fit(labels, m, x)
     record = transfer_audit(victim, models, list(attacks), x, labels, threat, ensemble=ensemble, seed=seed,
                             batch_size=batch_size, progress=progress)
-    r = {"target": str(getattr(victim, "name", "model")), "surrogate_files": [str(v) for v in named.values()],
-         "attacks": list(attacks), "seed": seed, **record.to_json()}
+    r: dict[str, Any] = {"target": str(getattr(victim, "name", "model")),
+                         "surrogate_files": [str(v) for v in named.values()], "attacks": list(attacks), "seed": seed,
+                         **record.to_json()}
+    r["provenance"] = _provenance(target, x, labels, seed=seed, model_kw=model_kw, settings={
+        "threat": threat.to_json(), "attacks": list(attacks), "ensemble": ensemble, "batch_size": batch_size,
+        "surrogates": {k: fingerprint_model(v) or "n/a" for k, v in named.items()}})
+    if gate is not None:
+        r["gate"] = gate.judge("worst-case transfer robust accuracy", r["worst_case_robust_accuracy"],
+                               r["worst_case_robust_accuracy_ci95"])
+    r["caveats"] = ["a transfer audit measures what public surrogates can do without querying the target's "
+                    "gradients or scores: an attacker with more access may do better (an upper bound)"]
     if out is not None:
         write_transfer_report(_write_json(out, "transfer.json", r), r)
     return r
@@ -187,7 +220,8 @@ def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Ten
            norm: str | Norm = "linf", bounds: Bounds = Bounds(), seed: int = 0, out: str | Path | None = None,
            progress: bool = False, **model_kw: Any) -> dict[str, Any]:
     """Online transfer attack on a stream: each example attacked or skipped at once, at most k in all; each
-    strategy's successes against the k best in hindsight (competitive ratio); with `out`, that JSON file."""
+    strategy's successes against the k best in hindsight (competitive ratio); with `out`, online.json, summary.md
+    and report.html."""
     from robustaudit.transfer.audit import online_audit
 
     threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
@@ -199,9 +233,14 @@ def online(target: ModelLike, surrogate: ModelLike, data: DataLike, y: torch.Ten
                           k=k, attack=attack, strategies=None if strategy is None else [strategy],
                           permutations=permutations, seed=seed, progress=progress)
     r = record.to_json()
+    r["provenance"] = _provenance(target, x, labels, seed=seed, model_kw=model_kw, settings={
+        "threat": threat.to_json(), "k": k, "attack": attack, "strategy": strategy, "permutations": permutations,
+        "surrogate": str(surrogate) if isinstance(surrogate, str | Path) else type(surrogate).__name__})
+    r["caveats"] = []
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(r, indent=2))
+        from robustaudit.report.command import online_report
+
+        online_report(r).write(_write_json(out, "online.json", r), r)
     return r
 
 
@@ -211,7 +250,8 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
          batch_size: int = 64, bounds: Bounds = Bounds(), out: str | Path | None = None, progress: bool = False,
          **model_kw: Any) -> dict[str, Any]:
     """Ordered top-K attacks (QuadAttack, CW^K, AD) on a white-box PyTorch model: force its K highest classes
-    into a chosen order; success rate, perturbation norms and cost per attack and K; with `out`, topk.json."""
+    into a chosen order; success rate, perturbation norms and cost per attack and K; with `out`, topk.json,
+    summary.md and report.html."""
     from robustaudit.attacks.topk import TOPK_ATTACKS
     from robustaudit.models.torch import TorchModel
     from robustaudit.run.topk import load_targets, topk_audit
@@ -229,8 +269,15 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
     r = topk_audit(m.module, x.to(m.device), labels.to(m.device), list(k), chosen, targets=lists, layer=layer,
                    seed=seed, batch_size=batch_size, bounds=bounds, progress=progress)
     result = {"model": m.name, "data": str(data) if isinstance(data, str | Path) else "arrays", **r}
+    result["provenance"] = _provenance(model, x, labels, seed=seed, model_kw=model_kw, settings={
+        "k": list(k), "attacks": list(attacks), "search_steps": search_steps, "steps": steps, "lr": lr,
+        "layer": r["layer"], "targets": "random (seeded)" if targets is None else "given",
+        "batch_size": batch_size, "bounds": [bounds.low, bounds.high]})
+    result["caveats"] = []
     if out is not None:
-        _write_json(out, "topk.json", result)
+        from robustaudit.report.command import topk_report
+
+        topk_report(result).write(_write_json(out, "topk.json", result), result)
     return result
 
 

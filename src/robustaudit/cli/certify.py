@@ -47,11 +47,11 @@ def certify(
     certified L2 radius; certified accuracy at radii 0-1 and the curve (report.html)."""
     from robustaudit.certify.run import RADII
     from robustaudit.commands import certify as run_certify
-    from robustaudit.stats import clopper_pearson
 
     r = run_certify(model, data, sigma=sigma, n0=n0, n=n, alpha=alpha, denoiser=denoiser, skip=skip,
                     batch_size=batch_size, seed=seed, bounds=parse_bounds(bounds), out=out_dir,
-                    progress=show_progress(quiet), **model_options.load_kwargs())
+                    progress=show_progress(quiet), gate=gate, gate_radius=radius,
+                    **model_options.load_kwargs())
     table = Table(title=f"randomized smoothing, sigma={sigma:g}, n={n}, alpha={alpha:g}, {r['examples']} examples")
     table.add_column("L2 radius")
     table.add_column("certified accuracy", justify="right")
@@ -61,10 +61,7 @@ def certify(
     out.print(f"{r['abstained']} abstained; {r['queries_total']} queries; results written to {out_dir}/ "
               "(report.html, certify.json, summary.md)", highlight=False)
     track.log("certify", out_dir, {k: v for k, v in r.items() if k not in ("per_example", "curve")})
-    if gate is not None:
-        k = sum(e["correct"] and e["radius"] >= radius for e in r["per_example"])
-        verdict(gate.judge(f"certified accuracy at L2 radius {radius:g}", k / r["examples"],
-                           clopper_pearson(k, r["examples"])))
+    verdict(r.get("gate"))
 
 
 def robustify(

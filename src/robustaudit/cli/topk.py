@@ -52,4 +52,4 @@ def topk(
                       "-" if row["mean_linf"] is None else f"{row['mean_linf']:.3f}",
                       f"{row['seconds_per_example']:.3f}")
     out.print(table)
-    out.print(f"results written to {out_dir}/topk.json", highlight=False)
+    out.print(f"results written to {out_dir}/ (report.html, topk.json, summary.md)", highlight=False)

@@ -53,7 +53,7 @@ def transfer(
     names = [s for spec in surrogates for s in spec.split(",") if s]
     r = run_transfer(target, names, data, eps=eps, attacks=attacks.split(","), norm=norm, ensemble=ensemble,
                      bounds=parse_bounds(bounds), seed=seed, batch_size=batch_size, out=out_dir,
-                     progress=show_progress(quiet), **model_options.load_kwargs())
+                     progress=show_progress(quiet), gate=gate, **model_options.load_kwargs())
     table = Table(title=f"transfer audit: {norm} eps={r['threat']['eps']:g}, {r['n']} examples")
     for col in ("source", "attack", "target robust accuracy"):
         table.add_column(col, justify="right" if col.startswith("target") else "left")
@@ -67,9 +67,7 @@ def transfer(
               f"{r['target_queries']['total']} target queries")
     out.print(f"results written to {out_dir}/ (report.html, transfer.json, summary.md)", highlight=False)
     track.log("transfer", out_dir, {k: v for k, v in r.items() if k not in ("examples", "matrix")})
-    if gate is not None:
-        verdict(gate.judge("worst-case transfer robust accuracy", r["worst_case_robust_accuracy"],
-                           r["worst_case_robust_accuracy_ci95"]))
+    verdict(r.get("gate"))
 
 
 def online(
@@ -87,7 +85,8 @@ def online(
     norm: NormOpt = "linf",
     bounds: BoundsOpt = "0,1",
     seed: Annotated[int, typer.Option(help="seed of the stream orders")] = 0,
-    out_path: Annotated[Path | None, typer.Option("--out", help="also write the results as JSON here")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="output folder (online.json, summary.md, "
+                                                              "report.html)")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Online transfer attack on a stream: each example is attacked or skipped at once, at most k in all;
@@ -95,7 +94,7 @@ def online(
     from robustaudit.commands import online as run_online
 
     r = run_online(target, surrogate, data, k=k, eps=eps, strategy=strategy, permutations=permutations, attack=attack,
-                   norm=norm, bounds=parse_bounds(bounds), seed=seed, out=out_path, progress=show_progress(quiet),
+                   norm=norm, bounds=parse_bounds(bounds), seed=seed, out=out_dir, progress=show_progress(quiet),
                    **model_options.load_kwargs())
     table = Table(title=f"online attack, k={k} of {r['n']}, {permutations} stream orders, {r['attack']} on "
                         f"{Path(surrogate).name}")
@@ -108,3 +107,5 @@ def online(
     out.print(table)
     out.print(f"offline optimum (k best in hindsight): {best} successes; {r['fooling_examples']} of {r['n']} "
               f"attacked examples fool the target; {r['target_queries']} target queries")
+    if out_dir is not None:
+        out.print(f"results written to {out_dir}/ (report.html, online.json, summary.md)", highlight=False)

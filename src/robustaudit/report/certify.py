@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from robustaudit.report.html import png, render
+from robustaudit.report.html import png, provenance_markdown, provenance_rows, render
 
 
 def summary_markdown(r: dict[str, Any]) -> str:
@@ -18,6 +18,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
         lines.append(f"| {radius} | {v['certified_accuracy']:.3f} | {lo:.3f}-{hi:.3f} |")
     if "training_queries" in r:
         lines += ["", f"The denoiser in front of the model was trained with {r['training_queries']} queries of it."]
+    lines += provenance_markdown(r["provenance"], r.get("caveats", []), r.get("gate"))
     return "\n".join(lines) + "\n"
 
 
@@ -39,4 +40,5 @@ def _curve(r: dict[str, Any]) -> str:
 def write_certify_report(out: str | Path, r: dict[str, Any]) -> Path:
     d = Path(out)
     (d / "summary.md").write_text(summary_markdown(r))
-    return render(d, "certify.html.j2", r=r, curve=_curve(r))
+    return render(d, "certify.html.j2", r=r, curve=_curve(r), caveats=r.get("caveats", []),
+                  provenance=provenance_rows(r["provenance"], r.get("gate")))

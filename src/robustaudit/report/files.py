@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustaudit.report.html import write_report
+from robustaudit.report.html import evaluate_caveats, evaluate_provenance, provenance_markdown, write_report
 from robustaudit.results import EvalRecord
 
 
@@ -84,4 +84,6 @@ def summary_markdown(record: EvalRecord) -> str:
         lines += [f"- **{a['name']}** ({a['reason']}): {a['detail']}" for a in record.adaptations]
     lines += ["", "Diagnostics:" if record.flags else "Diagnostics: nothing suspicious found."]
     lines += [f"- **{f.code}**: {f.message}" for f in record.flags]
+    r = record.to_json()
+    lines += provenance_markdown(evaluate_provenance(r), evaluate_caveats(r), record.gate)
     return "\n".join(lines) + "\n"

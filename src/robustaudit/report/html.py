@@ -26,13 +26,13 @@ def write_report(run: str | Path) -> Path:
         r = json.loads((d / "results.json").read_text())
         curve = json.loads((d / "curve.json").read_text()) if (d / "curve.json").is_file() else None
         return render(d, "report.html.j2", r=r, plots=_plots(r, curve), gallery=_gallery(d, r),
-                      provenance=provenance_rows(_evaluate_provenance(r), r.get("gate")), caveats=_caveats(r))
+                      provenance=provenance_rows(evaluate_provenance(r), r.get("gate")), caveats=evaluate_caveats(r))
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, OSError) as e:
         raise InputError(f"{d}: its results.json, curve.json or gallery.npz is not what an evaluate run writes "
                          f"({type(e).__name__}: {e}); rerun the audit into this folder") from None
 
 
-def _evaluate_provenance(r: dict[str, Any]) -> dict[str, Any]:
+def evaluate_provenance(r: dict[str, Any]) -> dict[str, Any]:
     settings: dict[str, Any] = {"threat": r["threat"]}
     for a in r.get("attack_settings", []):
         settings[f"attack {a['name']}"] = {k: v for k, v in a.items() if k != "name"}
@@ -41,7 +41,7 @@ def _evaluate_provenance(r: dict[str, Any]) -> dict[str, Any]:
             "settings": settings}
 
 
-def _caveats(r: dict[str, Any]) -> list[str]:
+def evaluate_caveats(r: dict[str, Any]) -> list[str]:
     from robustaudit.provenance import caveats
 
     evaluated = [e for e in r["examples"] if e.get("evaluated", True) and e.get("clean_prediction") is not None]
@@ -68,6 +68,12 @@ def provenance_rows(p: dict[str, Any], gate: dict[str, Any] | None = None) -> li
     if gate is not None:
         rows.append(("release gate", gate["line"]))
     return rows
+
+
+def provenance_markdown(p: dict[str, Any], caveats: list[str], gate: dict[str, Any] | None = None) -> list[str]:
+    """The caveats and provenance block as Markdown lines, for summary.md."""
+    lines = ["", "## Caveats", ""] + [f"- {c}" for c in caveats] if caveats else []
+    return lines + ["", "## Provenance", ""] + [f"- {k}: `{v}`" for k, v in provenance_rows(p, gate)]
 
 
 def render(out: Path, template: str, **context: Any) -> Path:

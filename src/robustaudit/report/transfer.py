@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from robustaudit.report.html import png, render
+from robustaudit.report.html import png, provenance_markdown, provenance_rows, render
 
 
 def summary_markdown(r: dict[str, Any]) -> str:
@@ -34,6 +34,7 @@ def summary_markdown(r: dict[str, Any]) -> str:
     if "whitebox_robust_accuracy" in r:
         lines += ["", f"White-box robust accuracy of the target ({r['whitebox_attack']}): "
                   f"{r['whitebox_robust_accuracy']:.3f}"]
+    lines += provenance_markdown(r["provenance"], r.get("caveats", []), r.get("gate"))
     return "\n".join(lines) + "\n"
 
 
@@ -69,4 +70,5 @@ def write_transfer_report(out: str | Path, r: dict[str, Any]) -> Path:
     """Write summary.md and report.html for a transfer record's JSON into `out`."""
     d = Path(out)
     (d / "summary.md").write_text(summary_markdown(r))
-    return render(d, "transfer.html.j2", r=r, plots=_heatmaps(r))
+    return render(d, "transfer.html.j2", r=r, plots=_heatmaps(r), caveats=r.get("caveats", []),
+                  provenance=provenance_rows(r["provenance"], r.get("gate")))

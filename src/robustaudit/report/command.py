@@ -1,0 +1,84 @@
+"""The report of a command without a template of its own (topk, online): summary.md and a self-contained
+report.html with a headline figure, tables, plots and the provenance block, like every other command's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robustaudit.report.html import provenance_markdown, provenance_rows, render
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class CommandReport:
+    """What a command's report shows; `write` puts summary.md and report.html into a run folder."""
+
+    title: str
+    subtitle: str
+    headline_label: str
+    headline: str
+    tables: list[Table] = field(default_factory=list)
+    plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, base64 PNG)
+
+    def markdown(self, r: dict[str, Any]) -> str:
+        lines = [f"# {self.title}", "", self.subtitle, "", f"**{self.headline_label}: {self.headline}**"]
+        for t in self.tables:
+            lines += ["", f"## {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
+            lines += ["| " + " | ".join(row) + " |" for row in t.rows]
+        lines += provenance_markdown(r["provenance"], r.get("caveats", []), r.get("gate"))
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: str | Path, r: dict[str, Any]) -> Path:
+        d = Path(out)
+        tmp = d / "summary.md.tmp"
+        tmp.write_text(self.markdown(r))
+        tmp.replace(d / "summary.md")
+        return render(d, "command.html.j2", title=self.title, subtitle=self.subtitle,
+                      headline_label=self.headline_label, headline=self.headline, tables=self.tables,
+                      plots=self.plots, gate=r.get("gate"), caveats=r.get("caveats", []),
+                      provenance=provenance_rows(r["provenance"], r.get("gate")))
+
+
+def topk_report(r: dict[str, Any]) -> CommandReport:
+    """Ordered top-K attacks: the best success rate at the largest K, one row per attack and K."""
+    rows = r["results"]
+    top = max(row["k"] for row in rows) if rows else 0
+    best = max((row for row in rows if row["k"] == top), key=lambda row: row["success_rate"], default=None)
+    table = Table("success per attack and K", ["attack", "K", "success", "95% CI", "mean L2", "mean Linf",
+                                               "s/example"],
+                  [[row["attack"], str(row["k"]), f"{row['success_rate']:.3f}",
+                    f"{row['success_rate_ci95'][0]:.3f}-{row['success_rate_ci95'][1]:.3f}",
+                    "-" if row["mean_l2"] is None else f"{row['mean_l2']:.3f}",
+                    "-" if row["mean_linf"] is None else f"{row['mean_linf']:.3f}", f"{row['seconds_per_example']:.3f}"]
+                   for row in rows])
+    return CommandReport(
+        title=f"Ordered top-K attacks on {r['model']}",
+        subtitle=f"{r['n']} examples · {r['classes']} classes · split at {r['layer']} · budget {r['budget']} · "
+                 "minimum-norm: no eps-ball",
+        headline_label=f"best success rate at K={top}" + ("" if best is None else f" ({best['attack']})"),
+        headline="n/a" if best is None else f"{best['success_rate']:.3f}", tables=[table])
+
+
+def online_report(r: dict[str, Any]) -> CommandReport:
+    """Online transfer attack: the best strategy's competitive ratio, one row per strategy."""
+    strategies = r["strategies"]
+    name, best = max(strategies.items(), key=lambda item: item[1]["competitive_ratio"])
+    table = Table("strategies", ["strategy", "competitive ratio", "95% CI", "successes (mean)"],
+                  [[n, f"{s['competitive_ratio']:.3f}",
+                    "n/a" if s["ci95"] is None else f"{s['ci95'][0]:.3f}-{s['ci95'][1]:.3f}",
+                    f"{s['competitive_ratio'] * r['offline_successes']:.2f}"] for n, s in strategies.items()])
+    return CommandReport(
+        title="Online transfer attack on a stream",
+        subtitle=f"k={r['k']} of {r['n']} · {r['attack']} on the surrogate · offline optimum "
+                 f"{r['offline_successes']} successes · {r['fooling_examples']} attacked examples fool the target · "
+                 f"{r['target_queries']} target queries",
+        headline_label=f"best competitive ratio ({name})", headline=f"{best['competitive_ratio']:.3f}",
+        tables=[table])
