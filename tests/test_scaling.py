@@ -156,6 +156,7 @@ def test_cli_attack_calibrate_detect(tmp_path: Path, benign: np.ndarray) -> None
                             "--library", "opencv", "--method", "bilinear", "--percentile", "100",
                             "--out", str(tmp_path / "th.json")])
     assert r.exit_code == 0, r.output
+    assert "rescaling (opencv-bilinear)" in r.output and "{" not in r.output  # a table, not a Python dict
     clean = [str(tmp_path / "benign" / f"{i}.png") for i in range(3)]
     r = runner.invoke(app, ["scaling", "detect", *clean, "--thresholds", str(tmp_path / "th.json")])
     assert r.exit_code == 0, r.output
@@ -171,3 +172,26 @@ def test_cli_attack_calibrate_detect(tmp_path: Path, benign: np.ndarray) -> None
     for args in bad:
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
+
+
+def test_bundled_calibration_passes_benign_crops(tmp_path: Path, monkeypatch) -> None:
+    """The reported false positive (a 256x256 crop of china.jpg resized to 64x64 was flagged at rescaling ratio
+    2.19) and held-out crops of the bundled photographs pass the default thresholds; the thresholds are cached;
+    images larger than the bundled photographs are outside the calibration and ask for `calibrate`."""
+    from sklearn.datasets import load_sample_images
+
+    from robustaudit.scaling.calibrate import bundled_thresholds
+    from robustaudit.scaling.images import benign_images
+    from robustaudit.scaling.scalers import VULNERABLE
+
+    monkeypatch.setenv("ROBUSTAUDIT_CACHE", str(tmp_path / "cache"))
+    china = load_sample_images().images[0]
+    write_image(tmp_path / "china.png", np.ascontiguousarray(china[100:356, 200:456]))
+    r = runner.invoke(app, ["scaling", "detect", str(tmp_path / "china.png"), "--size", "64x64"])
+    assert r.exit_code == 0 and "0 of 1 images flagged" in r.output, r.output
+    assert list((tmp_path / "cache" / "scaling").glob("256x256-to-64x64-*.json"))
+    th = bundled_thresholds((256, 256), (64, 64), VULNERABLE)  # from the cache
+    assert sum(th.check(b).attack for b in benign_images(48, (256, 256), seed=1)) == 0
+    write_image(tmp_path / "big.png", np.zeros((600, 700, 3), dtype=np.uint8))
+    r = runner.invoke(app, ["scaling", "detect", str(tmp_path / "big.png"), "--size", "64x64"])
+    assert r.exit_code == 2 and "outside the bundled calibration" in r.output and "calibrate" in r.output

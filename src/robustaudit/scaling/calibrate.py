@@ -21,7 +21,10 @@ from robustaudit.types import Size
 
 DEFAULT_PERCENTILE = 99.5
 BUNDLED_N = 128  # bundled benign crops behind the default thresholds
-_CACHE_VERSION = 1  # bump when the detectors or the calibration change
+# The bundled photographs are not the user's: the default thresholds keep this margin over their percentiles
+# (benign rescaling ratios stay under ~2 for smooth scalers and ~3 for nearest; attacks give 2.6-10).
+BUNDLED_MARGIN = 1.25
+_CACHE_VERSION = 2  # bump when the detectors or the calibration change
 BUNDLED_MAX_SIDE = 512  # the bundled photographs are mostly 300-640 px: larger images would be upsampled crops
 
 
@@ -116,7 +119,8 @@ def calibrate(benign: Iterable[np.ndarray] | Sequence[Scores], size: Size, scale
 
 def bundled_thresholds(shape: Size, size: Size, scalers: Sequence[Scaler], *, n: int = BUNDLED_N) -> Thresholds:
     """The default thresholds for images of `shape` resized to `size`: calibrated (benign percentile) on n crops of
-    the photographs bundled with scikit-image and scikit-learn at that shape, computed once and cached on disk.
+    the photographs bundled with scikit-image and scikit-learn at that shape, the rescaling and filtering
+    thresholds raised by BUNDLED_MARGIN (the user's images are not those photographs), computed once and cached.
     Images larger than the photographs are outside this calibration: their users calibrate on their own images."""
     h, w = shape
     if max(h, w) > BUNDLED_MAX_SIDE:
@@ -128,8 +132,10 @@ def bundled_thresholds(shape: Size, size: Size, scalers: Sequence[Scaler], *, n:
     if path.is_file():
         return Thresholds.load(path)
     th = calibrate(benign_images(n, shape, seed=0), size, scalers)
-    th = Thresholds(size=th.size, rescaling=th.rescaling, filtering=th.filtering, steganalysis=th.steganalysis,
-                    vote=th.vote, provenance={**th.provenance, "benign": f"{n} crops of the bundled photographs"})
+    th = Thresholds(size=th.size, rescaling={k: v * BUNDLED_MARGIN for k, v in th.rescaling.items()},
+                    filtering=th.filtering * BUNDLED_MARGIN, steganalysis=th.steganalysis, vote=th.vote,
+                    provenance={**th.provenance, "benign": f"{n} crops of the bundled photographs",
+                                "margin": BUNDLED_MARGIN})
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     th.save(tmp)
     tmp.replace(path)
