@@ -54,3 +54,44 @@ def test_missing_extra_is_one_line(module: str, argv: list[str], extra: str, dem
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and extra in r.stderr, r.stderr
     assert len(lines) <= 2 and "Traceback" not in r.stderr  # one message (rich may wrap it once)
+
+
+@pytest.mark.parametrize("command", ["evaluate", "curve", "certify", "robustify", "transfer", "online", "topk",
+                                     "serve"])
+def test_every_model_command_takes_the_model_options(command: str) -> None:
+    """--mean/--std, --output-key and --bounds on every command that loads a model (serve answers any input the
+    model takes, so it has no --bounds)."""
+    from typer.testing import CliRunner
+
+    from robustaudit.cli import app
+
+    r = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "240"})
+    assert r.exit_code == 0
+    wanted = ["--mean", "--std", "--output-key", "--device"] + ([] if command == "serve" else ["--bounds"])
+    assert all(option in r.output for option in wanted), [o for o in wanted if o not in r.output]
+
+
+def test_normalisation_options_work_beyond_evaluate(demo_paths, tmp_path: Path) -> None:
+    """`curve` and `topk` once refused --mean: now the identity normalisation gives the same figures."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from robustaudit.cli import app
+
+    model, data = demo_paths
+    d = np.load(data)
+    np.savez(tmp_path / "d.npz", x=d["x"][:8], y=d["y"][:8])
+    runner = CliRunner()
+    for command, argv, name in [("curve", ["--eps", "0.05,0.1", "--attacks", "fgsm"], "curve.json"),
+                                ("topk", ["--k", "2", "--attacks", "cwk", "--budget", "1x3", "--quiet"], "topk.json")]:
+        figures = []
+        for extra in ([], ["--mean", "0", "--std", "1"]):
+            out = tmp_path / f"{command}{len(extra)}"
+            r = runner.invoke(app, [command, "--model", model, "--data", str(tmp_path / "d.npz"), *argv, *extra,
+                                    "--out", str(out)])
+            assert r.exit_code == 0, r.output
+            j = json.loads((out / name).read_text())
+            figures.append(j["curve"] if command == "curve" else [row["success_rate"] for row in j["results"]])
+        assert figures[0] == figures[1]

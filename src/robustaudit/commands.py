@@ -138,8 +138,8 @@ def certify(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, 
 
 def robustify(target: ModelLike, data: DataLike, *, sigma: float, out: str | Path, estimator: str = "cge",
               q: int = 192, latent: int = 64, epochs: int = 10, pretrain_epochs: int = 20,
-              pretrain_denoiser: bool = True, batch_size: int = 64, seed: int = 0, progress: bool = False,
-              **model_kw: Any) -> dict[str, Any]:
+              pretrain_denoiser: bool = True, batch_size: int = 64, seed: int = 0, bounds: Bounds = Bounds(),
+              progress: bool = False, **model_kw: Any) -> dict[str, Any]:
     """ZO-AE-DS (Zhang et al. 2022): train a denoiser + autoencoder in front of a model reachable only by queries;
     writes the front end (TorchScript `out`, a .pt file) and its statistics next to it (`out`.json)."""
     from robustaudit.certify.denoise import ZOAEDS
@@ -149,7 +149,7 @@ def robustify(target: ModelLike, data: DataLike, *, sigma: float, out: str | Pat
         raise InputError(f"out must end in .pt (TorchScript), got {path}")
     source = _source(data, None, DataOptions())
     x, _ = source.read(0, len(source))
-    check_inputs(x, torch.zeros(len(x), dtype=torch.long), Bounds())
+    check_inputs(x, torch.zeros(len(x), dtype=torch.long), bounds)
     if min(q, latent, batch_size) < 1 or min(epochs, pretrain_epochs) < 0 or sigma <= 0:
         raise InputError("q, latent and batch_size must be >= 1, epochs >= 0 and sigma > 0")
     settings = ZOAEDS(sigma=sigma, estimator=estimator, q=q, latent=latent, epochs=epochs,

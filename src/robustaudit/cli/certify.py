@@ -81,6 +81,7 @@ def robustify(
     pretrain_denoiser: Annotated[bool, typer.Option(help="pretrain the denoiser on MSE first")] = True,
     batch_size: Annotated[int, typer.Option(help="training examples per step")] = 64,
     seed: Annotated[int, typer.Option(help="seed")] = 0,
+    bounds: BoundsOpt = "0,1",
     quiet: QuietOpt = False,
 ) -> None:
     """ZO-AE-DS (Zhang et al. 2022): train a denoiser + autoencoder in front of a model reachable only by
@@ -89,7 +90,7 @@ def robustify(
 
     stats = run_robustify(target, data, sigma=sigma, out=out_path, estimator=estimator, q=q, latent=latent,
                           epochs=epochs, pretrain_epochs=pretrain_epochs, pretrain_denoiser=pretrain_denoiser,
-                          batch_size=batch_size, seed=seed, progress=show_progress(quiet),
+                          batch_size=batch_size, seed=seed, bounds=parse_bounds(bounds), progress=show_progress(quiet),
                           **model_options.load_kwargs())
     out.print(f"front end written to {out_path} ({estimator}, d={latent}); training cost "
               f"{stats['training_queries']} target queries ({stats['queries_per_example_step']} per example per "

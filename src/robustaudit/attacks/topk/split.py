@@ -18,7 +18,7 @@ class FeatureSplit:
 
     def __init__(self, module: nn.Module, layer: str | None = None) -> None:
         linears = {name: m for name, m in module.named_modules() if isinstance(m, nn.Linear)}
-        if not linears and layer is None and isinstance(module, fx.GraphModule):
+        if not linears and layer is None and any(isinstance(m, fx.GraphModule) for m in module.modules()):
             module, linears = _expose_final_linear(module)
         if layer is not None:
             if layer not in linears:
@@ -63,10 +63,12 @@ class FeatureSplit:
                                  "final linear layer (--layer)")
 
 
-def _expose_final_linear(gm: fx.GraphModule) -> tuple[nn.Module, dict[str, nn.Linear]]:
+def _expose_final_linear(module: nn.Module) -> tuple[nn.Module, dict[str, nn.Linear]]:
     """A torch.export program keeps no nn.Linear modules: when its output is aten.linear(h, W, b), rebuild that call
-    as an nn.Linear (sharing W and b) so the hook can read h."""
-    gm = copy.deepcopy(gm)
+    as an nn.Linear (sharing W and b) so the hook can read h. The program may be the module itself or the outermost
+    GraphModule inside a wrapper (e.g. the --mean/--std normalisation); the module is copied, not changed."""
+    module = copy.deepcopy(module)
+    name, gm = next((n, m) for n, m in module.named_modules() if isinstance(m, fx.GraphModule))  # the outermost
     out = next(n for n in gm.graph.nodes if n.op == "output")
     outputs: Any = out.args[0]
     result: Any = outputs[0] if isinstance(outputs, tuple | list) and len(outputs) == 1 else outputs
@@ -86,4 +88,4 @@ def _expose_final_linear(gm: fx.GraphModule) -> tuple[nn.Module, dict[str, nn.Li
     result.replace_all_uses_with(call)
     gm.graph.erase_node(result)
     gm.recompile()
-    return gm, {"robustaudit_head": head}
+    return module, {f"{name}.robustaudit_head" if name else "robustaudit_head": head}
