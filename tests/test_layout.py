@@ -10,7 +10,7 @@ import robustaudit
 
 SRC = Path(robustaudit.__file__).parent
 ATTACKS_MAY_IMPORT = {"attacks", "ops", "oracle", "models", "threat", "types", "errors", "results", "validate",
-                      "interpret"}
+                      "interpret", "extras"}
 
 
 def imports(path: Path) -> set[str]:
