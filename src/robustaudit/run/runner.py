@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from rich.progress import Progress
 from torch import nn
 
 from robustaudit.attacks.base import Attack, inputs_checked
@@ -64,7 +65,7 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 256,
     checks: bool = True,
-    progress: bool = False,
+    progress: bool | Progress = False,
     target: torch.Tensor | None = None,
     starts: tuple[torch.Tensor, torch.Tensor] | None = None,
     spent: torch.Tensor | None = None,
@@ -79,7 +80,8 @@ def evaluate(
     draws, BPDA, or a gradient-free attack; `adaptations` imposes them, e.g. those shard 0 chose), and the
     cascade runs again, adapted, on the examples the naive cascade left robust; `naive_robust_accuracy` keeps
     what the naive cascade alone reported. `journal` is handed each example's queries so far after every attack
-    batch (a store keeps them, so an interrupted run resumes with what was spent).
+    batch (a store keeps them, so an interrupted run resumes with what was spent). `progress` shows each attack's
+    examples batch by batch, in a display of its own or in the caller's (a sharded run's).
 
     Clean-misclassified examples are never attacked and count as not robust. Every pass on an example
     (clean prediction, checks, attacks, verification) is paid from one oracle, within the threat's
@@ -100,7 +102,7 @@ def evaluate(
 
 def _cascade(
     model: LabelModel, xt: torch.Tensor, yt: torch.Tensor, threat: ThreatModel, attack_list: list[Attack], *,
-    seed: int, batch_size: int, checks: bool, progress: bool, target: torch.Tensor | None,
+    seed: int, batch_size: int, checks: bool, progress: bool | Progress, target: torch.Tensor | None,
     starts: tuple[torch.Tensor, torch.Tensor] | None, spent: torch.Tensor | None, start: float, adaptive: bool,
     eot: int, adaptations: Sequence[Adaptation] | None, journal: Callable[[torch.Tensor], None] | None,
 ) -> EvalRecord:
@@ -182,7 +184,9 @@ def _cascade(
                 summary.forwards += int(res.queries.sum())
                 summary.verification_failures += res.verification_failures
                 summary.notes += [m for m in res.notes if m not in summary.notes]
-                bar.update(task, advance=len(batch), description=f"{name}  robust {int(robust.sum())}/{n}")
+                bar.update(task, advance=len(batch), description=f"{name} (robust so far {int(robust.sum())}/{n})")
+            if isinstance(progress, Progress):  # a shared display keeps only the attack under way
+                bar.remove_task(task)
             summary.raw = {"spent": used[:done].tolist(), "broken": broken[:done].tolist(),
                            "distance_at": {str(b): torch.cat(d).tolist() for b, d in distance_at.items()}}
             summary.add_statistics(threat.max_queries)

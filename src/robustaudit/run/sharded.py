@@ -85,7 +85,10 @@ def evaluate_sharded(
                 labeller = Oracle(model, b - a)
                 ys = labeller.labels(xs.to(model.device), torch.arange(b - a)).cpu()
                 extra = labeller.queries if extra is None else extra + labeller.queries
-            journal = {"journal": functools.partial(store.journal, s)} if store is not None and here else {}
+            journal: dict[str, Any] = {"journal": functools.partial(store.journal, s)} \
+                if store is not None and here else {}
+            if here and progress:  # the shard's attacks show in this display, batch by batch
+                journal["progress"] = bar
             yield ShardJob(s, xs, ys, threat, attack_list, seed, checks and s == 0,
                            None if target is None else target[a:b], extra, {**opts, **journal})
 
@@ -93,7 +96,7 @@ def evaluate_sharded(
     robust = sum(e.robust for r in records.values() for e in r.examples)
     local = LocalBackend(model)
     with progress_bar(progress) as bar:
-        task = bar.add_task("shards", total=n, completed=seen)
+        task = bar.add_task(f"{n} examples", total=n, completed=seen)
         # shard 0 first, here: its diagnostics choose the adaptations every other shard then applies
         phases: list[tuple[LocalBackend | RayBackend, range, dict[str, Any]]] = [(local, range(1), options)]
         for phase, (runner, shards, opts) in enumerate(phases):
@@ -103,7 +106,8 @@ def evaluate_sharded(
                 records[s] = rec
                 seen += rec.n
                 robust += sum(e.robust for e in rec.examples)
-                bar.update(task, completed=seen, description=f"robust {robust}/{seen} ({robust / seen:.3f})")
+                bar.update(task, completed=seen, description=f"examples done, robust {robust}/{seen} "
+                                                             f"({robust / seen:.3f})")
                 if not rec.complete:
                     break
             if phase == 0 and records[0].complete:
