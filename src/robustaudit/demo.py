@@ -135,6 +135,21 @@ def demo_files(directory: Path | None = None) -> tuple[Path, Path]:
     return _cached(directory, ("digits_cnn.pt2", "digits_test.npz"), "the demo digits CNN", build)
 
 
+def robust_files(eps: float = 0.1, directory: Path | None = None) -> tuple[Path, Path]:
+    """DigitsCNN adversarially trained (PGD-AT, Linf `eps`, 5 steps, 10 epochs) on the digits' training split, and
+    the test .npz: a model on which examples survive, for strength-per-compute benchmarks; cached."""
+    from robustaudit.masks import adversarially_trained
+
+    def build() -> tuple[nn.Module, np.ndarray, np.ndarray]:
+        xtr, ytr, xte, yte = digits_32()
+        torch.manual_seed(0)
+        net = adversarially_trained(DigitsCNN(), torch.from_numpy(xtr), torch.from_numpy(ytr), eps=eps, epochs=10)
+        return net, xte, yte
+
+    return _cached(directory, (f"digits_cnn_at{eps:g}.pt2", "digits_test.npz"), f"the PGD-AT digits CNN (eps {eps:g})",
+                   build)
+
+
 def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
     """Save as a torch.export program with a dynamic batch, atomically."""
     tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix
