@@ -38,7 +38,7 @@ bench: $(STAMP)
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers
 	.venv-peers/bin/pip install -q torch==2.13.0
-	.venv-peers/bin/pip install -q -e '.[all]'
+	.venv-peers/bin/pip install -q -e '.[all,dev]'
 	.venv-peers/bin/pip install -q --no-deps torchattacks foolbox adversarial-robustness-toolbox
 	.venv-peers/bin/pip install -q eagerpy gitpython requests tqdm typing-extensions six packaging
 	touch .venv-peers/.installed

@@ -1,11 +1,13 @@
 """Strength per unit of compute on a model where examples survive: the PGD-AT digits CNN (`robust_files`, built
 and cached on first use), Linf eps 0.1, 200 test digits, 2 threads, in one run.
 
-Cost in floors: seconds / the time of 20 forward+backward passes of the batch. Rows: our `fast` and `standard`,
+Cost in floors: seconds / the time of 20 forward+backward passes of the batch. Rows: our `fast`, PMA+ as published
+(`pma,apgd-t`: APGD-T over 9 targets, what `fast` was before issue 18) and `standard`,
 torchattacks' AutoAttack (when installed: `make bench-peers`) and, with `--autoattack PATH` (a checkout of
 fra31/auto-attack), the reference AutoAttack, standard version.
 
     python benchmarks/robust.py [--n 200] [--eps 0.1] [--autoattack PATH] [--ours-only]
+        [--audits fast/pma,apgd-t/standard]
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--autoattack", default=None, help="path of a fra31/auto-attack checkout")
     ap.add_argument("--ours-only", action="store_true")
-    ap.add_argument("--presets", default="fast,standard")
+    ap.add_argument("--audits", default="fast/pma,apgd-t/standard",
+                    help="'/'-separated attack specs (presets or comma lists); pma,apgd-t is PMA+ with 9 targets")
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     torch.set_num_threads(args.threads)
@@ -57,7 +60,7 @@ def main() -> None:
     print(f"PGD-AT digits CNN ({model_path.name}), {len(x)} examples, Linf eps {args.eps}, {args.threads} threads; "
           f"clean accuracy {robust_accuracy(net, x, y, x):.3f}; floor {t_floor:.2f} s")
     rows: list[tuple[str, float, float]] = []
-    for preset in args.presets.split(","):
+    for preset in args.audits.split("/"):
         start = time.perf_counter()
         rec = evaluate(model, x, y, ThreatModel(eps=args.eps), preset, seed=0, checks=False).robust_accuracy
         rows.append((f"robustaudit {preset}", float(rec), time.perf_counter() - start))

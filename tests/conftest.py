@@ -85,6 +85,16 @@ def trained_cnn(digits8: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
 
 
 @pytest.fixture(scope="session")
+def robust_cnn(digits8: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
+    """small_cnn trained with PGD-5 adversarial training (Madry et al.) at Linf 0.1 on the first 1,400 digits
+    (seconds): a model on which examples survive. Test on digits 1400 onwards."""
+    from robustaudit.masks import adversarially_trained
+
+    x, y = digits8
+    return adversarially_trained(small_cnn(seed=0), x[:1400], y[:1400], eps=0.1)
+
+
+@pytest.fixture(scope="session")
 def demo_paths(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """The demo's TorchScript CNN and test set, trained once per session (the README's `make demo` model)."""
     from robustaudit.demo import demo_files

@@ -8,22 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import Counting, small_cnn
+from conftest import Counting
 from torch import nn
 
 import robustaudit
-from robustaudit.masks import Noisy, Quantised, Saturated, adversarially_trained
+from robustaudit.masks import Noisy, Quantised, Saturated
 from robustaudit.results import EvalRecord
 
 EPS = 0.15  # the audit radius, a little beyond the training radius
-TRAIN_EPS = 0.1
-
-
-@pytest.fixture(scope="module")
-def robust_cnn(digits8) -> nn.Module:
-    """small_cnn trained with PGD-5 adversarial training (Madry et al.) at Linf 0.1 on 1,400 digits (seconds)."""
-    x, y = digits8
-    return adversarially_trained(small_cnn(seed=0), x[:1400], y[:1400], eps=TRAIN_EPS)
 
 
 @pytest.fixture(scope="module")

@@ -48,3 +48,16 @@ def test_fast_matches_standard_at_a_third_of_the_cost(case) -> None:
     assert fast.robust_accuracy <= standard.robust_accuracy + one + 1e-9
     assert cost(fast) <= cost(standard) / 3
     assert standard.flags == [] and fast.flags == []
+
+
+@pytest.mark.slow
+def test_fast_matches_standard_on_an_adversarially_trained_model(robust_cnn, digits8) -> None:
+    """Where many examples survive (PGD-AT), `fast`'s fewer APGD-T targets must not cost strength."""
+    x, y = digits8
+    x, y = x[1400:1520], y[1400:1520]
+    threat = ThreatModel(norm="linf", eps=0.1)
+    standard = evaluate(robust_cnn, x, y, threat, "standard", seed=0)
+    fast = evaluate(robust_cnn, x, y, threat, "fast", seed=0)
+    assert 0.2 < standard.robust_accuracy < 0.9  # examples survive: the comparison means something
+    assert fast.robust_accuracy <= standard.robust_accuracy + 1 / len(x) + 1e-9
+    assert cost(fast) <= cost(standard) / 3

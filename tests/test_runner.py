@@ -87,6 +87,9 @@ def test_presets_resolve_in_the_reference_order() -> None:
     assert [a.name for a in resolve("fast")] == ["pma", "apgd-t"]
     assert [a.name for a in resolve("strongest")] == ["pma", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert isinstance(resolve("standard")[3], Square) and resolve("standard")[3].n_queries == 5001
+    # standard and attacks named one by one keep the reference's 9 APGD-T targets; only `fast` narrows them
+    assert [getattr(a, "n_targets", None) for a in resolve("standard")] == [None, 9, 9, None]
+    assert getattr(resolve("fast")[1], "n_targets", None) == 4 and resolve("pma, apgd-t")[1].n_targets == 9
     with pytest.raises(InputError):
         resolve("pgd,nope")
 

@@ -29,6 +29,9 @@ class Square(Attack):
     would not change the iterate (a window already at those signs, or clipped by the bounds) are redrawn, so no
     query is spent on a no-op: robust accuracy 0.257 against 0.272 for AutoAttack's variant (one window for the
     whole batch), which `per_example_windows=False` reproduces (benchmarks/blackbox.py, 3 seeds).
+    A query budget shorter than `n_queries` rescales the schedule of p to the iterations it leaves (the original
+    code's rescaling to its n_iters): on a PGD-trained CNN at 500 queries, Linf robust accuracy 0.557 against
+    0.658 unrescaled and torchattacks' 0.574 (benchmarks/square_robust.py).
 
     >>> Square(n_queries=1000)(as_score_only(model), x, y, ThreatModel(norm="linf", eps=0.05))  # doctest: +SKIP
     """
@@ -73,12 +76,16 @@ class Square(Attack):
         loss_best = self._loss(ctx, z, y, act)
         done = ctx.success(z, y[act], act)
         n_iter = self.n_queries - 1
+        # a budget that ends the run early ends the schedule with it: p is rescaled to the iterations the budget
+        # leaves, as the original code rescales it to its n_iters (without this, p would stay large throughout)
+        horizon = max(min(n_iter, int(oracle.remaining(act).max())), 1)
+        rescale = self.rescale_schedule or horizon < n_iter
         for i in range(n_iter):
             live = (~done).nonzero()[:, 0]
             live = live[oracle.affordable(act[live])]
             if len(live) == 0:
                 break
-            p = square_p(i, self.p_init, n_iter if self.rescale_schedule else None)
+            p = square_p(i, self.p_init, horizon if rescale else None)
             if ctx.ops.norm == Norm.LINF and self.per_example_windows:
                 new = self._linf_proposal_per_example(xs[live], best[live], p, ctx, gen)
             elif ctx.ops.norm == Norm.LINF:
