@@ -27,6 +27,7 @@ from robustaudit import ThreatModel, evaluate  # noqa: E402
 from robustaudit.attacks.score.square import Square  # noqa: E402
 from robustaudit.masks import adversarially_trained  # noqa: E402
 from robustaudit.models import TorchModel, as_score_only  # noqa: E402
+from robustaudit.types import Norm  # noqa: E402
 
 QUERIES = 500
 SETTINGS = (("linf", 0.1), ("l2", 0.5))
@@ -49,7 +50,7 @@ def main() -> None:
         rows: dict[str, list[float]] = {"ours, per-example windows": [], "ours, shared windows": []}
         for seed in range(args.seeds):
             for label, per_example in (("ours, per-example windows", True), ("ours, shared windows", False)):
-                threat = ThreatModel(norm=norm, eps=eps, max_queries=QUERIES)
+                threat = ThreatModel(norm=Norm.parse(norm), eps=eps, max_queries=QUERIES)
                 rec = evaluate(model, xt, yt, threat, [Square(per_example_windows=per_example)], seed=seed,
                                checks=False)
                 rows[label].append(rec.robust_accuracy)
