@@ -4,10 +4,11 @@ takes them, data as arrays or files), runs its library, and with `out` writes th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from robustaudit.api import DataLike, DataOptions, ModelLike, _source
@@ -358,3 +359,80 @@ def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path
     track.log("check", Path(out), {"config": str(path),
                                    **{k: v for k, v in record.to_json().items() if k != "examples"}})
     return record, Path(out)
+
+
+def _member_pool(members: DataLike | None, nonmembers: DataLike | None, pool: str | Path | None,
+                 data_options: DataOptions | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y, member) from --members/--nonmembers, or from one .npz with x, y and a `member` flag per row."""
+    if pool is not None:
+        if members is not None or nonmembers is not None:
+            raise InputError("give either --pool or --members with --nonmembers, not both")
+        try:
+            d = np.load(pool)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read the pool {pool}: {e}") from None
+        missing = [k for k in ("x", "y", "member") if k not in d.files]
+        if missing:
+            raise InputError(f"the pool {pool} lacks {', '.join(missing)} (it needs x, y and member)")
+        x, labels = _xy(d["x"], torch.from_numpy(np.asarray(d["y"])), "membership")
+        flags = np.asarray(d["member"])
+        if flags.shape != (len(x),) or not np.isin(flags, (0, 1)).all():
+            raise InputError(f"`member` in {pool} must hold one 0/1 (or boolean) flag per example")
+        return x, labels, torch.from_numpy(flags.astype(bool))
+    if members is None or nonmembers is None:
+        raise InputError("membership needs --members and --nonmembers (or one --pool with a `member` column)")
+    xm, ym = _xy(members, None, "membership (members)", data_options)
+    xn, yn = _xy(nonmembers, None, "membership (non-members)", data_options)
+    if xm.shape[1:] != xn.shape[1:]:
+        raise InputError(f"members and non-members differ in shape: {tuple(xm.shape[1:])} vs {tuple(xn.shape[1:])}")
+    x, labels = torch.cat([xm, xn]), torch.cat([ym, yn])
+    return x, labels, torch.cat([torch.ones(len(xm), dtype=torch.bool), torch.zeros(len(xn), dtype=torch.bool)])
+
+
+def membership(model: ModelLike, members: DataLike | None = None, nonmembers: DataLike | None = None, *,
+               pool: str | Path | None = None, attacks: Sequence[str] | None = None,
+               shadow: str | Callable[..., torch.nn.Module] | None = None, population: DataLike | None = None,
+               shadows: int = 16, budget: int = 1000, shift: int = 1, bounds: Bounds = Bounds(), seed: int = 0,
+               batch_size: int = 256, data_options: DataOptions | None = None, out: str | Path | None = None,
+               progress: bool = False, **model_kw: Any) -> dict[str, Any]:
+    """Membership inference (privacy): how well each attack tells the model's training members from non-members
+    at the access the model offers; with `out`, membership.json (per attack, keyed by its name: auc, accuracy,
+    TPR at low FPR, queries per example), summary.md and report.html. Default attacks: all the access allows
+    (LiRA only with a `shadow` training recipe)."""
+    from robustaudit.models.load import import_attribute
+    from robustaudit.privacy.membership import ATTACKS, Pool, membership_audit
+
+    x, labels, member = _member_pool(members, nonmembers, pool, data_options)
+    check_inputs(x, labels, bounds)
+    m = as_model(model, **model_kw)
+    level = Access(m.access)
+    if attacks is None:
+        attacks = [a for a, need in ATTACKS.items() if level >= need and (a != "lira" or shadow is not None)]
+    recipe = import_attribute(shadow) if isinstance(shadow, str) else shadow
+    if recipe is not None and not callable(recipe):
+        raise InputError(f"--shadow {shadow} is not a function")
+    pop = None if population is None else _xy(population, None, "the population", data_options)
+    with torch.no_grad():
+        z = m.predict_scores(x[:1].to(m.device)) if level >= Access.SCORES else None  # type: ignore[attr-defined]
+    if z is not None:
+        check_labels(labels, int(z.shape[1]))
+    rec = membership_audit(m, Pool(x, labels, member), list(attacks), shadow=recipe, population=pop,
+                           n_shadows=shadows, budget=budget, shift=shift, bounds=bounds, seed=seed,
+                           batch_size=batch_size, progress=progress)
+    per_attack = rec.results(seed)
+    n_pool = int(len(rec.member))
+    result: dict[str, Any] = {
+        **per_attack, "attacks": per_attack, "model": getattr(m, "name", None) or str(model),
+        "access": level.name.lower(), "n_members": int(rec.member.sum()), "n_nonmembers": n_pool - int(
+            rec.member.sum()), "train_accuracy": rec.train_accuracy, "test_accuracy": rec.test_accuracy,
+        "warnings": rec.warnings}
+    result["provenance"] = _provenance(model, x, labels, seed=seed, model_kw=model_kw, settings={
+        "attacks": list(attacks), "shadow": None if shadow is None else str(shadow), "shadows": shadows,
+        "population": None if pop is None else len(pop[0]), "budget": budget, "shift": shift,
+        "bounds": [bounds.low, bounds.high], "batch_size": batch_size})
+    result["caveats"] = list(rec.warnings)
+    if out is not None:
+        from robustaudit.report.command import membership_report
+
+        membership_report(result).write(_write_json(out, "membership.json", result), result)
+    return result

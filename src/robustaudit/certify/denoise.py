@@ -24,6 +24,7 @@ from torch import nn
 
 from robustaudit.errors import AccessError, InputError
 from robustaudit.models.base import LabelModel
+from robustaudit.ops.losses import log_probabilities
 from robustaudit.ops.rng import generator
 from robustaudit.ops.zo import coordinate_gradient, random_gradient
 from robustaudit.oracle import Oracle
@@ -31,13 +32,6 @@ from robustaudit.progress import progress_bar
 from robustaudit.types import Access
 
 ESTIMATORS = ("rge", "cge", "cge-forward", "fo")
-
-
-def _log_probabilities(scores: torch.Tensor) -> torch.Tensor:
-    """log p from a model's scores: logits, or probabilities when the rows already are (a served softmax)."""
-    if bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones_like(scores[:, 0]), atol=1e-3):
-        return scores.clamp_min(1e-12).log()
-    return F.log_softmax(scores, dim=1)
 
 
 class Denoiser(nn.Module):
@@ -193,7 +187,7 @@ class ZOAEDS:
             with torch.no_grad():
                 scores = oracle.scores(decoder(probes), rows)
             wanted = labels[torch.tensor([owner[int(r)] for r in rows.tolist()])]
-            return F.nll_loss(_log_probabilities(scores), wanted.to(scores.device), reduction="none")
+            return F.nll_loss(log_probabilities(scores), wanted.to(scores.device), reduction="none")
 
         if self.estimator == "rge":
             return random_gradient(loss, z, idx, self.q, self.mu, gen)

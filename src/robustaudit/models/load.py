@@ -185,7 +185,22 @@ def _load_pickled_module(path: Path, map_location: str) -> nn.Module:
 
 
 def _load_callable(spec: str) -> nn.Module:
+    fn = import_attribute(spec)
+    try:
+        obj = fn() if callable(fn) and not isinstance(fn, nn.Module) else fn
+    except Exception as e:  # noqa: BLE001 - the user's constructor failed
+        raise InputError(f"{spec} failed to build the model ({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(obj, nn.Module):
+        raise InputError(f"{spec} returned {type(obj).__name__}, expected a torch.nn.Module")
+    return obj
+
+
+def import_attribute(spec: str) -> Any:
+    """`file.py:name` or `package.module:name` -> that object (the user's code runs: import errors are
+    InputErrors)."""
     target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise InputError(f"expected FILE.py:NAME or MODULE:NAME, got {spec!r}")
     if target.endswith(".py"):
         path = Path(target)
         _must_exist(path)
@@ -207,13 +222,7 @@ def _load_callable(spec: str) -> nn.Module:
     fn = getattr(mod, attr, None)
     if fn is None:
         raise InputError(f"{target} has no attribute {attr!r}")
-    try:
-        obj = fn() if callable(fn) and not isinstance(fn, nn.Module) else fn
-    except Exception as e:  # noqa: BLE001 - the user's constructor failed
-        raise InputError(f"{spec} failed to build the model ({type(e).__name__}: {_first_line(e)})") from None
-    if not isinstance(obj, nn.Module):
-        raise InputError(f"{spec} returned {type(obj).__name__}, expected a torch.nn.Module")
-    return obj
+    return fn
 
 
 def _must_exist(path: Path) -> None:

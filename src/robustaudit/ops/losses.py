@@ -11,6 +11,13 @@ import torch.nn.functional as F
 from robustaudit.errors import InputError
 
 
+def log_probabilities(scores: torch.Tensor) -> torch.Tensor:
+    """log p from a model's scores: logits, or probabilities when the rows already are (a served softmax)."""
+    if bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones_like(scores[:, 0]), atol=1e-3):
+        return scores.clamp_min(1e-12).log()
+    return F.log_softmax(scores, dim=1)
+
+
 def ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Cross-entropy -log p_y (maximised by untargeted attacks)."""
     return F.cross_entropy(z, y, reduction="none")

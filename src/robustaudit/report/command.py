@@ -1,4 +1,4 @@
-"""The report of a command without a template of its own (topk, online): summary.md and a self-contained
+"""The report of a command without a template of its own (topk, online, membership): summary.md and a self-contained
 report.html with a headline figure, tables, plots and the provenance block, like every other command's."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustaudit.report.html import provenance_markdown, provenance_rows, render
+from robustaudit.report.html import png, provenance_markdown, provenance_rows, render
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,34 @@ def online_report(r: dict[str, Any]) -> CommandReport:
                  f"{r['target_queries']} target queries",
         headline_label=f"best competitive ratio ({name})", headline=f"{best['competitive_ratio']:.3f}",
         tables=[table])
+
+
+def membership_report(r: dict[str, Any]) -> CommandReport:
+    """Membership inference: the highest AUC, one row per attack, the ROC curves on log-log axes (as LiRA)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    attacks = r["attacks"]
+    name, best = max(attacks.items(), key=lambda item: item[1]["auc"])
+    table = Table("attacks", ["attack", "AUC", "95% CI", "balanced accuracy", "TPR @ 1% FPR", "TPR @ 0.1% FPR",
+                              "TPR @ 0% FPR", "queries/example", "seconds", "calibration"],
+                  [[n, f"{a['auc']:.3f}", f"{a['auc_ci95'][0]:.3f}-{a['auc_ci95'][1]:.3f}", f"{a['accuracy']:.3f}",
+                    f"{a['tpr_at_fpr']['0.01']:.3f}", f"{a['tpr_at_fpr']['0.001']:.3f}", f"{a['tpr_at_fpr']['0']:.3f}",
+                    f"{a['queries_per_example']:.1f}", f"{a['seconds']:.1f}", a["calibration"]]
+                   for n, a in attacks.items()])
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
+    for n, a in attacks.items():
+        fpr, tpr = a["roc"]["fpr"], a["roc"]["tpr"]
+        ax.plot([max(f, 1e-4) for f in fpr], [max(t, 1e-4) for t in tpr], label=f"{n} (AUC {a['auc']:.2f})")
+    ax.plot([1e-4, 1], [1e-4, 1], color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="false positive rate", ylabel="true positive rate",
+           xlim=(1e-4 if r["n_nonmembers"] >= 1000 else 1 / max(r["n_nonmembers"], 1) / 2, 1))
+    ax.legend(fontsize=7)
+    return CommandReport(
+        title=f"Membership inference on {r['model']}",
+        subtitle=f"{r['n_members']} members · {r['n_nonmembers']} non-members · {r['access']} access · train "
+                 f"accuracy {r['train_accuracy']:.3f}, test accuracy {r['test_accuracy']:.3f}",
+        headline_label=f"highest AUC ({name})", headline=f"{best['auc']:.3f}", tables=[table],
+        plots=[("ROC curves, log-log (random guessing on the dashed diagonal)", png(fig))])
