@@ -8,7 +8,6 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,62 +18,31 @@ from typer.testing import CliRunner
 
 from robustaudit.cli import app
 from robustaudit.commands import membership
+from robustaudit.demo import digits_8, digits_mlp
 from robustaudit.errors import AccessError, InputError
 from robustaudit.models import TorchModel, as_label_only, as_score_only
 from robustaudit.privacy import Pool, membership_audit
 from robustaudit.privacy.metrics import auc, roc, tpr_at
 
-RECIPE = '''
-import torch
-from torch import nn
-
-
-def train(x, y, seed=0, weight_decay=0.0, epochs=150):
-    """An MLP on 8x8 digits, trained to fit its training set (the target's recipe)."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=weight_decay)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
-def regularised(x, y, seed=0):
-    return train(x, y, seed=seed, weight_decay=0.3, epochs=20)
-'''
+RECIPE = """from robustaudit.demo import digits_mlp as train
+"""
 N = 100  # members and as many non-members
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    path = tmp_path_factory.mktemp("recipe") / "recipe.py"
-    path.write_text(RECIPE)
-    namespace: dict[str, object] = {}
-    exec(compile(RECIPE, str(path), "exec"), namespace)  # noqa: S102 - our own test recipe
-    return path, namespace
+def pool() -> Pool:
+    """100 members (the training set of `digits_mlp`, which fits it) and 100 other digits."""
+    return Pool(*digits_8(n=N))
 
 
 @pytest.fixture(scope="module")
-def pool(digits8) -> Pool:
-    x, y = digits8
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
-    idx = perm[: 2 * N]
-    return Pool(x[idx], y[idx], torch.arange(2 * N) < N)
+def overfit(pool) -> nn.Module:
+    return digits_mlp(pool.x[:N], pool.y[:N])
 
 
 @pytest.fixture(scope="module")
-def overfit(recipe, pool) -> nn.Module:
-    return recipe[1]["train"](pool.x[:N], pool.y[:N])  # type: ignore[operator]
-
-
-@pytest.fixture(scope="module")
-def overfit_record(recipe, pool, overfit):
-    return membership_audit(TorchModel(overfit), pool, shadow=recipe[1]["train"], n_shadows=8,  # type: ignore[arg-type]
-                            budget=1000).results()
+def overfit_record(pool, overfit):
+    return membership_audit(TorchModel(overfit), pool, shadow=digits_mlp, n_shadows=8, budget=1000).results()
 
 
 def test_gap_accuracy_is_half_plus_half_the_generalisation_gap(pool, overfit, overfit_record) -> None:
@@ -121,8 +89,8 @@ def test_on_an_overfit_model_the_attacks_find_members(overfit_record) -> None:
     assert r["lira"]["queries_per_example"] == 2.0  # the input and its mirror
 
 
-def test_on_a_regularised_model_the_boundary_attack_is_near_chance(recipe, pool) -> None:
-    net = recipe[1]["regularised"](pool.x[:N], pool.y[:N])  # type: ignore[operator]
+def test_on_a_regularised_model_the_boundary_attack_is_near_chance(pool) -> None:
+    net = digits_mlp(pool.x[:N], pool.y[:N], weight_decay=0.3, epochs=20)
     r = membership_audit(as_label_only(TorchModel(net)), pool, ["gap", "boundary"], budget=500).results()
     assert abs(r["boundary"]["auc"] - 0.5) < 0.07
     assert abs(r["gap"]["accuracy"] - 0.5) < 0.05
@@ -187,15 +155,17 @@ def test_label_only_attacks_through_serve_count_every_query_exactly(pool, overfi
     assert r["boundary"]["queries_max"] <= 200
 
 
-def test_cli_writes_membership_json_and_the_report(recipe, pool, overfit, tmp_path) -> None:
+def test_cli_writes_membership_json_and_the_report(pool, overfit, tmp_path) -> None:
+    (tmp_path / "recipe.py").write_text(RECIPE)
     model_path = tmp_path / "target.pt"
     torch.jit.trace(overfit, pool.x[:2]).save(str(model_path))
     np.savez(tmp_path / "members.npz", x=pool.x[:N].numpy(), y=pool.y[:N].numpy())
     np.savez(tmp_path / "nonmembers.npz", x=pool.x[N:].numpy(), y=pool.y[N:].numpy())
     out = tmp_path / "mia"
+    recipe = f"{tmp_path / 'recipe.py'}:train"
     res = CliRunner().invoke(app, ["privacy", "membership", "--model", str(model_path), "--members",
                                    str(tmp_path / "members.npz"), "--nonmembers", str(tmp_path / "nonmembers.npz"),
-                                   "--attacks", "loss,confidence,lira,gap", "--shadow", f"{recipe[0]}:train",
+                                   "--attacks", "loss,confidence,lira,gap", "--shadow", recipe,
                                    "--shadows", "4", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
     data = json.loads((out / "membership.json").read_text())

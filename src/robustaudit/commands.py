@@ -431,6 +431,9 @@ def membership(model: ModelLike, members: DataLike | None = None, nonmembers: Da
         "population": None if pop is None else len(pop[0]), "budget": budget, "shift": shift,
         "bounds": [bounds.low, bounds.high], "batch_size": batch_size})
     result["caveats"] = list(rec.warnings)
+    if result["n_nonmembers"] < 1000:
+        result["caveats"].append(f"with {result['n_nonmembers']} non-members the smallest false positive rate above 0 "
+                                 f"is 1/{result['n_nonmembers']}: TPR at 0.1% FPR is TPR at 0% FPR here")
     if out is not None:
         from robustaudit.report.command import membership_report
 

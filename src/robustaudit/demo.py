@@ -150,6 +150,47 @@ def robust_files(eps: float = 0.1, directory: Path | None = None) -> tuple[Path,
                    build)
 
 
+def digits_mlp(x: torch.Tensor, y: torch.Tensor, seed: int = 0, *, weight_decay: float = 0.0,
+               epochs: int = 150) -> nn.Module:
+    """The membership demo's training recipe: an MLP (64-256-10) on 8×8 digits, Adam, trained until it fits its
+    training set, so it leaks membership. `--shadow robustaudit.demo:digits_mlp` trains LiRA's shadow models."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(x[0].numel(), 256), nn.ReLU(), nn.Linear(256, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            opt.zero_grad()
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return net.eval()
+
+
+def digits_8(seed: int = 1, n: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """2n random sklearn digits (1×8×8 in [0,1], permutation of `seed`) and member flags: the first n."""
+    d = require("sklearn.datasets", "the demo's digits").load_digits()
+    x = torch.from_numpy((d.images / 16.0).astype(np.float32))[:, None]
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[: 2 * n]
+    return x[idx], torch.from_numpy(d.target.astype(np.int64))[idx], torch.arange(2 * n) < n
+
+
+def membership_files(directory: Path | None = None) -> tuple[Path, Path, Path]:
+    """(target .pt2, members .npz, non-members .npz): `digits_mlp` trained on 100 random digits (the members),
+    and 100 other digits it never saw; written on first use, then loaded from the cache."""
+    d = directory or cache_dir()
+    paths = d / "digits_mlp.pt2", d / "digits_members.npz", d / "digits_nonmembers.npz"
+    if all(p.is_file() for p in paths):
+        return paths
+    d.mkdir(parents=True, exist_ok=True)
+    x, y, member = digits_8()
+    for path, rows in ((paths[1], member), (paths[2], ~member)):
+        with open(path.with_suffix(".npz.tmp"), "wb") as f:
+            np.savez(f, x=x[rows].numpy(), y=y[rows].numpy())
+        os.replace(path.with_suffix(".npz.tmp"), path)
+    _export(digits_mlp(x[member], y[member]), paths[0], x[:8])
+    return paths
+
+
 def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
     """Save as a torch.export program with a dynamic batch, atomically."""
     tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix

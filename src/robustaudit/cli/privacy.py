@@ -70,12 +70,11 @@ def membership(
         out.print(f"[yellow]warning:[/yellow] {w}")
     table = Table(title=f"membership inference, {r['n_members']} members + {r['n_nonmembers']} non-members, "
                         f"{r['access']} access")
-    for col in ("attack", "AUC", "95% CI", "balanced acc.", "TPR@1%FPR", "TPR@0.1%FPR", "queries/ex."):
-        table.add_column(col, justify="left" if col == "attack" else "right")
+    for col in ("attack", "AUC", "95% CI", "bal.acc", "TPR@1%", "queries"):
+        table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
     for name, a in r["attacks"].items():
-        table.add_row(name, f"{a['auc']:.3f}", f"{a['auc_ci95'][0]:.3f}-{a['auc_ci95'][1]:.3f}",
-                      f"{a['accuracy']:.3f}", f"{a['tpr_at_fpr']['0.01']:.3f}", f"{a['tpr_at_fpr']['0.001']:.3f}",
-                      f"{a['queries_per_example']:.1f}")
+        table.add_row(name, f"{a['auc']:.3f}", f"{a['auc_ci95'][0]:.2f}-{a['auc_ci95'][1]:.2f}",
+                      f"{a['accuracy']:.3f}", f"{a['tpr_at_fpr']['0.01']:.3f}", f"{a['queries_per_example']:.0f}")
     out.print(table)
     out.print(f"results written to {out_dir}/ (report.html, membership.json, summary.md)", highlight=False)
 

@@ -298,7 +298,7 @@ def membership_audit(model: LabelModel, pool: Pool, attacks: Sequence[str] = DEF
             copies = _shifts(xs, shift, bounds.low) if xs.dim() == 4 else _noisy(xs, shift, sigma, bounds, seed)
             for c in copies:
                 hits[i] += (oracle.labels(c, i.to(c.device)).cpu() == pool.y[i].cpu()).float()
-        how = (f"{4 * shift + 1} translations (±1..{shift} px)" if pool.x.dim() == 4
+        how = (f"{4 * shift + 1} translations (±{'1..' if shift > 1 else ''}{shift} px)" if pool.x.dim() == 4
                else f"{4 * shift + 1} copies with Gaussian noise (sigma {sigma:g} of the bounds' width)")
         record("augmentation", oracle, hits.numpy(), f"{how}, score = copies classified correctly; " + sweep, start)
     if "boundary" in attacks:
