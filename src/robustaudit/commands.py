@@ -392,7 +392,8 @@ def _member_pool(members: DataLike | None, nonmembers: DataLike | None, pool: st
 def membership(model: ModelLike, members: DataLike | None = None, nonmembers: DataLike | None = None, *,
                pool: str | Path | None = None, attacks: Sequence[str] | None = None,
                shadow: str | Callable[..., torch.nn.Module] | None = None, population: DataLike | None = None,
-               shadows: int = 16, budget: int = 1000, shift: int = 1, bounds: Bounds = Bounds(), seed: int = 0,
+               shadows: int = 16, fix_variance: bool | None = None, budget: int = 1000, shift: int = 1,
+               bounds: Bounds = Bounds(), seed: int = 0,
                batch_size: int = 256, data_options: DataOptions | None = None, out: str | Path | None = None,
                progress: bool = False, **model_kw: Any) -> dict[str, Any]:
     """Membership inference (privacy): how well each attack tells the model's training members from non-members
@@ -417,8 +418,8 @@ def membership(model: ModelLike, members: DataLike | None = None, nonmembers: Da
     if z is not None:
         check_labels(labels, int(z.shape[1]))
     rec = membership_audit(m, Pool(x, labels, member), list(attacks), shadow=recipe, population=pop,
-                           n_shadows=shadows, budget=budget, shift=shift, bounds=bounds, seed=seed,
-                           batch_size=batch_size, progress=progress)
+                           n_shadows=shadows, fix_variance=fix_variance, budget=budget, shift=shift, bounds=bounds,
+                           seed=seed, batch_size=batch_size, progress=progress)
     per_attack = rec.results(seed)
     n_pool = int(len(rec.member))
     result: dict[str, Any] = {
@@ -428,6 +429,7 @@ def membership(model: ModelLike, members: DataLike | None = None, nonmembers: Da
         "warnings": rec.warnings}
     result["provenance"] = _provenance(model, x, labels, seed=seed, model_kw=model_kw, settings={
         "attacks": list(attacks), "shadow": None if shadow is None else str(shadow), "shadows": shadows,
+        "fix_variance": fix_variance,
         "population": None if pop is None else len(pop[0]), "budget": budget, "shift": shift,
         "bounds": [bounds.low, bounds.high], "batch_size": batch_size})
     result["caveats"] = list(rec.warnings)
@@ -438,4 +440,41 @@ def membership(model: ModelLike, members: DataLike | None = None, nonmembers: Da
         from robustaudit.report.command import membership_report
 
         membership_report(result).write(_write_json(out, "membership.json", result), result)
+    return result
+
+
+def distribution(data: DataLike, *, prop: str, ratios: Sequence[float], train: str | Callable[..., torch.nn.Module],
+                 attacks: Sequence[str] | None = None, size: int = 200, victims: int = 20, shadows: int = 50,
+                 test_size: int = 500, meta_epochs: int = 200, seed: int = 0,
+                 data_options: DataOptions | None = None, out: str | Path | None = None,
+                 progress: bool = False) -> dict[str, Any]:
+    """Distribution inference (privacy): play the game alpha_0 vs alpha_1 with the training recipe `train` on the
+    labelled `data`; per attack (loss, threshold, meta) accuracy with an exact interval and n_leaked; with `out`,
+    distribution.json (keyed by attack name), summary.md and report.html."""
+    from robustaudit.models.load import import_attribute
+    from robustaudit.privacy.distribution import ATTACKS, Property, distribution_audit
+
+    if len(ratios) != 2:
+        raise InputError(f"--ratios takes two shares, alpha_0,alpha_1, got {list(ratios)}")
+    x, labels = _xy(data, None, "distribution inference", data_options)
+    check_inputs(x, labels, Bounds(-3e38, 3e38))  # any range: the records only train models, nothing perturbs them
+    recipe = import_attribute(train) if isinstance(train, str) else train
+    if not callable(recipe):
+        raise InputError(f"--train {train} is not a function")
+    chosen = list(attacks or ATTACKS)
+    rec = distribution_audit(x, labels, Property.parse(prop), recipe, (float(ratios[0]), float(ratios[1])),
+                             size=size, victims=victims, shadows=shadows, attacks=chosen, test_size=test_size,
+                             meta_epochs=meta_epochs, seed=seed, progress=progress)
+    result: dict[str, Any] = {**rec.results, "attacks": rec.results, "ratios": list(rec.alphas), "property": prop,
+                              "size": size, "victims_per_ratio": victims, "shadows_per_ratio": shadows,
+                              "games": rec.games, "queries_per_model": rec.queries_per_model,
+                              "seconds_training": rec.seconds_training}
+    result["provenance"] = _provenance(str(train), x, labels, seed=seed, model_kw={}, settings={
+        "property": prop, "ratios": list(rec.alphas), "attacks": chosen, "size": size, "victims": victims,
+        "shadows": shadows, "test_size": test_size, "meta_epochs": meta_epochs})
+    result["caveats"] = []
+    if out is not None:
+        from robustaudit.report.command import distribution_report
+
+        distribution_report(result).write(_write_json(out, "distribution.json", result), result)
     return result

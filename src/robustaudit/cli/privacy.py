@@ -1,4 +1,4 @@
-"""`robustaudit privacy membership`: what a model leaks about its training data."""
+"""`robustaudit privacy membership | distribution`: what a model leaks about its training data."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from robustaudit.cli.common import (
     show_progress,
 )
 
-app = typer.Typer(no_args_is_help=True, help="Privacy audits: membership inference.")
+app = typer.Typer(no_args_is_help=True, help="Privacy audits: membership and distribution inference.")
 
 
 def membership(
@@ -43,6 +43,8 @@ def membership(
     population: Annotated[Path | None, typer.Option(help="extra labelled data for the shadow models' training "
                                                          "halves")] = None,
     shadows: Annotated[int, typer.Option(help="number of shadow models (even)")] = 16,
+    variance: Annotated[str, typer.Option(help="LiRA's Gaussians: global | per-example | auto (global below 64 "
+                                               "shadow models, as the LiRA code advises)")] = "auto",
     budget: Annotated[int, typer.Option(help="label queries per example of the boundary attack (HopSkipJump)")]
     = 1000,
     shift: Annotated[int, typer.Option(help="augmentation attack: translations of 1..SHIFT pixels (4*SHIFT+1 "
@@ -57,13 +59,17 @@ def membership(
     summary.md and report.html."""
     from robustaudit.api import _access
     from robustaudit.commands import membership as run_membership
+    from robustaudit.errors import InputError
 
+    if variance not in ("auto", "global", "per-example"):
+        raise InputError(f"--variance must be global, per-example or auto, got {variance!r}")
     kwargs = model_options.load_kwargs()
     level = _access(access)
     if level is not None:
         kwargs["access"] = level
     r = run_membership(model, members, nonmembers, pool=pool, attacks=None if attacks is None else [
         a.strip() for a in attacks.split(",") if a.strip()], shadow=shadow, population=population, shadows=shadows,
+        fix_variance=None if variance == "auto" else variance == "global",
         budget=budget, shift=shift, bounds=parse_bounds(bounds), seed=seed, batch_size=batch_size,
         data_options=data_options, out=out_dir, progress=show_progress(quiet), **kwargs)
     for w in r["warnings"]:
@@ -80,3 +86,43 @@ def membership(
 
 
 command(app, model=True, remote=True, data=True)(membership)
+
+
+def distribution(
+    data: Annotated[Path, typer.Option(help="labelled data the records are drawn from (.npz x, y; or any data "
+                                            "evaluate reads)")],
+    prop: Annotated[str, typer.Option("--property", help="class:K[,K...] (labels) or feature:J:THRESHOLD")],
+    ratios: Annotated[str, typer.Option(help="the two property shares alpha_0,alpha_1, e.g. 0.5,0.2")],
+    train: Annotated[str, typer.Option(help="the training recipe: FILE.py:FUNCTION(x, y[, seed]) -> nn.Module")],
+    out_dir: OutOpt,
+    data_options: DataOptions,
+    attacks: Annotated[str, typer.Option(help="comma-separated: loss, threshold, meta")] = "loss,threshold,meta",
+    train_size: Annotated[int, typer.Option(help="training records per model")] = 200,
+    victims: Annotated[int, typer.Option(help="target models per ratio (games = 2 x victims)")] = 20,
+    shadows: Annotated[int, typer.Option(help="the adversary's models per ratio")] = 50,
+    test_size: Annotated[int, typer.Option(help="records in each test set of the black-box attacks")] = 500,
+    meta_epochs: Annotated[int, typer.Option(help="training epochs of the meta-classifier")] = 200,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Distribution inference: can an adversary tell which of two property shares a model was trained on?
+    Accuracy over games with an exact interval and n_leaked per attack, written to distribution.json,
+    summary.md and report.html."""
+    from robustaudit.cli.common import floats
+    from robustaudit.commands import distribution as run_distribution
+
+    r = run_distribution(data, prop=prop, ratios=floats(ratios, "--ratios") or [], train=train,
+                         attacks=[a.strip() for a in attacks.split(",") if a.strip()], size=train_size, victims=victims,
+                         shadows=shadows, test_size=test_size, meta_epochs=meta_epochs, seed=seed,
+                         data_options=data_options, out=out_dir, progress=show_progress(quiet))
+    table = Table(title=f"distribution inference, share {r['ratios'][0]:g} vs {r['ratios'][1]:g}, {r['games']} games")
+    for col in ("attack", "accuracy", "95% CI", "n_leaked", "seconds"):
+        table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
+    for name, a in r["attacks"].items():
+        table.add_row(name, f"{a['accuracy']:.3f}", f"{a['accuracy_ci95'][0]:.2f}-{a['accuracy_ci95'][1]:.2f}",
+                      f"{a['n_leaked']:.2f}", f"{a['seconds']:.1f}")
+    out.print(table)
+    out.print(f"results written to {out_dir}/ (report.html, distribution.json, summary.md)", highlight=False)
+
+
+command(app, data=True)(distribution)

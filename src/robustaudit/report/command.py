@@ -1,5 +1,6 @@
-"""The report of a command without a template of its own (topk, online, membership): summary.md and a self-contained
-report.html with a headline figure, tables, plots and the provenance block, like every other command's."""
+"""The report of a command without a template of its own (topk, online, membership, distribution): summary.md
+and a self-contained report.html with a headline figure, tables, plots and the provenance block, like every other
+command's."""
 
 from __future__ import annotations
 
@@ -113,3 +114,24 @@ def membership_report(r: dict[str, Any]) -> CommandReport:
                  f"accuracy {r['train_accuracy']:.3f}, test accuracy {r['test_accuracy']:.3f}",
         headline_label=f"highest AUC ({name})", headline=f"{best['auc']:.3f}", tables=[table],
         plots=[("ROC curves, log-log (random guessing on the dashed diagonal)", png(fig))])
+
+
+def distribution_report(r: dict[str, Any]) -> CommandReport:
+    """Distribution inference: the most accurate attack, one row per attack with its interval and n_leaked."""
+    attacks = r["attacks"]
+    name, best = max(attacks.items(), key=lambda item: item[1]["accuracy"])
+
+    def leak(v: float) -> str:
+        return "inf" if v == float("inf") else f"{v:.2f}"
+
+    table = Table("attacks", ["attack", "accuracy", "95% CI", "n_leaked", "n_leaked 95% CI", "seconds", "rule"],
+                  [[n, f"{a['accuracy']:.3f}", f"{a['accuracy_ci95'][0]:.3f}-{a['accuracy_ci95'][1]:.3f}",
+                    leak(a["n_leaked"]), f"{leak(a['n_leaked_ci95'][0])}-{leak(a['n_leaked_ci95'][1])}",
+                    f"{a['seconds']:.1f}", a["rule"]] for n, a in attacks.items()])
+    a0, a1 = r["ratios"]
+    return CommandReport(
+        title=f"Distribution inference: share {a0:g} vs {a1:g} of {r['property']}",
+        subtitle=f"{r['games']} games ({r['victims_per_ratio']} target models per ratio, {r['size']} training "
+                 f"records each) · {r['shadows_per_ratio']} adversary models per ratio · {r['queries_per_model']} "
+                 f"label queries per target model (black box) · training {r['seconds_training']:.0f} s",
+        headline_label=f"best attack accuracy ({name})", headline=f"{best['accuracy']:.3f}", tables=[table])
