@@ -92,7 +92,9 @@ def test_cli_writes_distribution_json(digits8, tmp_path) -> None:
                                    "class:0,1,2,3,4", "--ratios", "0.2,0.8", "--train", recipe, "--victims", "3",
                                    "--shadows", "4", "--train-size", "150", "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
-    data = json.loads((out / "distribution.json").read_text())
+    text = (out / "distribution.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text  # strict JSON: an unbounded n_leaked is null
+    data = json.loads(text)
     for name in ("loss", "threshold", "meta"):
         assert {"accuracy", "accuracy_ci95", "n_leaked", "seconds"} <= set(data[name])
     assert data["ratios"] == [0.2, 0.8] and (out / "report.html").is_file() and (out / "summary.md").is_file()

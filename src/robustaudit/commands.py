@@ -4,6 +4,7 @@ takes them, data as arrays or files), runs its library, and with `out` writes th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -465,6 +466,13 @@ def distribution(data: DataLike, *, prop: str, ratios: Sequence[float], train: s
     rec = distribution_audit(x, labels, Property.parse(prop), recipe, (float(ratios[0]), float(ratios[1])),
                              size=size, victims=victims, shadows=shadows, attacks=chosen, test_size=test_size,
                              meta_epochs=meta_epochs, seed=seed, progress=progress)
+    caveats = []
+    for name, r in rec.results.items():  # JSON has no infinity: an unbounded n_leaked is null, and said so
+        if r["n_leaked"] == math.inf:
+            caveats.append(f"{name}: accuracy {r['accuracy']:.3f} means an unbounded n_leaked (null in the JSON); the "
+                           f"interval's lower end gives at least {r['n_leaked_ci95'][0]:.2f}")  # type: ignore[index]
+        r["n_leaked"] = None if r["n_leaked"] == math.inf else r["n_leaked"]
+        r["n_leaked_ci95"] = [None if v == math.inf else v for v in r["n_leaked_ci95"]]  # type: ignore[attr-defined]
     result: dict[str, Any] = {**rec.results, "attacks": rec.results, "ratios": list(rec.alphas), "property": prop,
                               "size": size, "victims_per_ratio": victims, "shadows_per_ratio": shadows,
                               "games": rec.games, "queries_per_model": rec.queries_per_model,
@@ -472,7 +480,7 @@ def distribution(data: DataLike, *, prop: str, ratios: Sequence[float], train: s
     result["provenance"] = _provenance(str(train), x, labels, seed=seed, model_kw={}, settings={
         "property": prop, "ratios": list(rec.alphas), "attacks": chosen, "size": size, "victims": victims,
         "shadows": shadows, "test_size": test_size, "meta_epochs": meta_epochs})
-    result["caveats"] = []
+    result["caveats"] = caveats
     if out is not None:
         from robustaudit.report.command import distribution_report
 

@@ -120,8 +120,10 @@ def distribution(
         table.add_column(col, justify="left" if col == "attack" else "right", no_wrap=True)
     for name, a in r["attacks"].items():
         table.add_row(name, f"{a['accuracy']:.3f}", f"{a['accuracy_ci95'][0]:.2f}-{a['accuracy_ci95'][1]:.2f}",
-                      f"{a['n_leaked']:.2f}", f"{a['seconds']:.1f}")
+                      "unbounded" if a["n_leaked"] is None else f"{a['n_leaked']:.2f}", f"{a['seconds']:.1f}")
     out.print(table)
+    for c in r["caveats"]:
+        out.print(f"[yellow]note:[/yellow] {c}")
     out.print(f"results written to {out_dir}/ (report.html, distribution.json, summary.md)", highlight=False)
 
 

@@ -121,8 +121,8 @@ def distribution_report(r: dict[str, Any]) -> CommandReport:
     attacks = r["attacks"]
     name, best = max(attacks.items(), key=lambda item: item[1]["accuracy"])
 
-    def leak(v: float) -> str:
-        return "inf" if v == float("inf") else f"{v:.2f}"
+    def leak(v: float | None) -> str:
+        return "unbounded" if v is None else f"{v:.2f}"
 
     table = Table("attacks", ["attack", "accuracy", "95% CI", "n_leaked", "n_leaked 95% CI", "seconds", "rule"],
                   [[n, f"{a['accuracy']:.3f}", f"{a['accuracy_ci95'][0]:.3f}-{a['accuracy_ci95'][1]:.3f}",
