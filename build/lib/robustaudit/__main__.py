@@ -1,3 +1,0 @@
-from robustaudit.cli import main
-
-main()

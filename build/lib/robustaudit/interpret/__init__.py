@@ -1,1 +1,0 @@
-"""Interpreters (captum) and how much an attack changes what they show."""

@@ -1,1 +1,0 @@
-"""Writing an evaluation out: results.json, adversarial.npz and a short human summary."""
