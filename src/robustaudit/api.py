@@ -66,6 +66,8 @@ def audit(
     device: str | None = None,
     remote: Mapping[str, Any] | None = None,
     trust_model_file: bool = False,
+    precision: str = "fp32",
+    compile_model: bool = False,
     address: str | None = None,
     workers: int | None = None,
     data_options: DataOptions | None = None,
@@ -85,7 +87,8 @@ def audit(
     `backend="ray"` runs shards on a Ray cluster (`address`, `workers`). With `adaptive` (the default) the
     diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
     gradient-free attack) and the adapted cascade attacks what the naive one left robust. Model files never run
-    code they carry unless `trust_model_file` (see `load_model`). With `gate`, the record carries its verdict on
+    code they carry unless `trust_model_file` (see `load_model`); `precision` (fp32, bf16, fp16: mixed precision)
+    and `compile_model` (`torch.compile`) speed up a torch model (see `TorchModel`). With `gate`, the record carries its verdict on
     the robust accuracy (`record.gate["passed"]`), written with the other files.
 
     >>> from torch import nn
@@ -105,7 +108,8 @@ def audit(
     opts = data_options or DataOptions()
     source = _source(data_or_x, y, opts)
     pool = load_npz(starts) if isinstance(starts, str | Path) else starts
-    factory = _factory(model, level, device, mean, std, output_key, remote, trust_model_file)
+    factory = _factory(model, level, device, mean, std, output_key, remote, trust_model_file, precision,
+                       compile_model)
     m = factory()
     system = _interpretable(m, interpreter, layer, map_weight, level)
     if system is not None:
@@ -139,7 +143,8 @@ def audit(
                                                                                                       data_or_x),
         "data_options": opts.to_json() if not isinstance(source, ArraySource) else None,
         "model_options": {"mean": None if mean is None else list(mean), "std": None if std is None else list(std),
-                          "output_key": output_key, "access": None if level is None else level.name.lower()},
+                          "output_key": output_key, "access": None if level is None else level.name.lower(),
+                          "precision": precision, "compile": compile_model},
         "threat": threat.to_json(), "attacks": [attack_settings(a) for a in attack_list], "seed": seed,
         "batch_size": batch_size, "target": None if target is None else str(target),
         "starts_sha256": None if pool is None else sha256_tensors(*pool), "surrogate": _name(surrogate),
@@ -298,12 +303,12 @@ def _source(data: DataLike, y: torch.Tensor | np.ndarray | None, opts: DataOptio
 
 def _factory(model: ModelLike, level: Access | None, device: str | None, mean: Sequence[float] | None,
              std: Sequence[float] | None, output_key: str | None, remote: Mapping[str, Any] | None,
-             trust: bool) -> Callable[[], LabelModel]:
+             trust: bool, precision: str = "fp32", compile_model: bool = False) -> Callable[[], LabelModel]:
     """A function that builds the model (each Ray worker calls it once)."""
 
     def build() -> LabelModel:
         return as_model(model, access=level, device=device, mean=mean, std=std, output_key=output_key,
-                        remote=remote, trust_model_file=trust)
+                        remote=remote, trust_model_file=trust, precision=precision, compile_model=compile_model)
 
     return build
 

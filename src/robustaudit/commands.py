@@ -62,7 +62,8 @@ def _provenance(model: ModelLike, x: torch.Tensor, labels: torch.Tensor, *, seed
                 settings: dict[str, Any], model_kw: ModelKw) -> dict[str, Any]:
     """The provenance block of a command's JSON: the model's and the data's identity, every setting, versions."""
     name = str(model) if isinstance(model, str | Path) else str(getattr(model, "name", type(model).__name__))
-    options = {k: model_kw.get(k) for k in ("mean", "std", "output_key", "device")}
+    options = {k: model_kw.get(k) for k in ("mean", "std", "output_key", "device", "precision")}
+    options["compile"] = model_kw.get("compile_model")
     return provenance(model=name, model_sha256=fingerprint_model(model), data_sha256=sha256_tensors(x, labels),
                       n=len(x), seed=seed, settings=settings, model_options=options)
 
@@ -284,7 +285,7 @@ def topk(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, k: 
 
 
 CHECK_KEYS: dict[str, tuple[str, ...]] = {
-    "model": ("source", "mean", "std", "output_key", "access", "device", "trust_model_file"),
+    "model": ("source", "mean", "std", "output_key", "access", "device", "trust_model_file", "precision", "compile"),
     "data": ("path",),
     "threat": ("norm", "eps", "bounds"),
     "audit": ("attacks", "budget", "seed", "batch_size", "out", "adaptive", "eot", "shard_size"),
@@ -355,8 +356,9 @@ def check(path: str | Path, *, progress: bool = False) -> tuple[EvalRecord, Path
                    adaptive=run.get("adaptive", True), eot=run.get("eot", 20), shard_size=run.get("shard_size", 512),
                    access=model.get("access"), mean=model.get("mean"), std=model.get("std"),
                    output_key=model.get("output_key"), device=model.get("device"),
-                   trust_model_file=bool(model.get("trust_model_file", False)), out=out, gate=gate,
-                   progress=progress)
+                   trust_model_file=bool(model.get("trust_model_file", False)),
+                   precision=str(model.get("precision", "fp32")), compile_model=bool(model.get("compile", False)),
+                   out=out, gate=gate, progress=progress)
     track.log("check", Path(out), {"config": str(path),
                                    **{k: v for k, v in record.to_json().items() if k != "examples"}})
     return record, Path(out)

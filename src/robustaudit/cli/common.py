@@ -56,11 +56,14 @@ class ModelOptions:
     device: str | None = None
     remote: dict[str, Any] | None = None
     trust_model_file: bool = False
+    precision: str = "fp32"
+    compile_model: bool = False
 
     def load_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `load_model` / `as_model` / `audit`."""
         return {"mean": self.mean, "std": self.std, "output_key": self.output_key, "device": self.device,
-                "remote": self.remote, "trust_model_file": self.trust_model_file}
+                "remote": self.remote, "trust_model_file": self.trust_model_file, "precision": self.precision,
+                "compile_model": self.compile_model}
 
 
 def _model_params() -> list[inspect.Parameter]:
@@ -79,6 +82,12 @@ def _model_params() -> list[inspect.Parameter]:
         inspect.Parameter("trust_model_file", kw, default=False, annotation=Annotated[bool, typer.Option(
             help="load pickled payloads in model files (.pt2 archives, torch.save modules): they can run arbitrary "
             "code; only for files you trust", rich_help_panel=_M)]),
+        inspect.Parameter("precision", kw, default="fp32", annotation=Annotated[str, typer.Option(
+            help="torch model: fp32, or bf16 / fp16 mixed precision (scores and losses stay fp32)",
+            rich_help_panel=_M)]),
+        inspect.Parameter("compile_model", kw, default=False, annotation=Annotated[bool, typer.Option(
+            "--compile", help="torch model: run it through torch.compile (pays on long audits; the first batches "
+            "compile)", rich_help_panel=_M)]),
     ]
 
 
@@ -165,7 +174,8 @@ def _model_options(values: dict[str, Any], remote: bool) -> ModelOptions:
     if remote:
         remote_opts = {k: values.pop(k) for k in ("token", "max_batch", "concurrency", "rate", "timeout", "retries")}
     return ModelOptions(mean=mean, std=std, output_key=values.pop("output_key"), device=values.pop("device"),
-                        remote=remote_opts, trust_model_file=values.pop("trust_model_file"))
+                        remote=remote_opts, trust_model_file=values.pop("trust_model_file"),
+                        precision=values.pop("precision"), compile_model=values.pop("compile_model"))
 
 
 def _data_options(values: dict[str, Any]) -> DataOptions:

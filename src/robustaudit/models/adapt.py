@@ -52,7 +52,7 @@ def _rebuild(model: TorchModel, module: nn.Module) -> TorchModel:
     if isinstance(module, fx.GraphModule):
         module.recompile()
     return TorchModel(module, device=model.device, name=model.name, channels_last=model.channels_last,
-                      output_key=model.output_key)
+                      output_key=model.output_key, precision=model.precision, compile=model.compile)
 
 
 def straight_through(model: TorchModel) -> tuple[TorchModel, list[str]] | None:

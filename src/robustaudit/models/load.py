@@ -39,12 +39,15 @@ def load_model(
     output_key: str | None = None,
     remote: Mapping[str, Any] | None = None,
     trust_model_file: bool = False,
+    precision: str = "fp32",
+    compile_model: bool = False,
 ) -> LabelModel:
     """Load `spec` at `access` (default: the most the source offers). A model can be downgraded, never upgraded.
 
     `output_key` names the output holding the scores: a field of a PyTorch forward's tuple/dict/object output, or
     the output name of an ONNX graph or a remote model (default: found automatically). `remote` holds the
-    `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs.
+    `RemoteModel` options (token, max_batch, concurrency, rate, timeout, retries) for URLs. `precision`
+    (fp32, bf16, fp16) and `compile_model` apply to torch models (see `TorchModel`).
 
     Model files are loaded without running code they carry: pickled payloads inside a `.pt2` archive are read
     with `torch.load(weights_only=True)` and refused when they hold anything but tensors and plain values.
@@ -53,6 +56,8 @@ def load_model(
     run Python code by design.
     """
     model: LabelModel
+    if (precision != "fp32" or compile_model) and (spec.startswith(("http://", "https://")) or spec.endswith(".onnx")):
+        raise InputError("--precision/--compile apply to torch models, not to remote or ONNX ones")
     if spec.startswith(("http://", "https://")):
         if mean is not None or std is not None:
             raise InputError("--mean/--std apply to torch models; a remote model normalises on its side")
@@ -68,7 +73,7 @@ def load_model(
         model = OnnxModel(spec, output_name=output_key)
     else:
         model = TorchModel(_load_module(spec, device, trust_model_file), mean=mean, std=std, device=device, name=spec,
-                           output_key=output_key)
+                           output_key=output_key, precision=precision, compile=compile_model)
     return downgrade(model, access, spec)
 
 
@@ -82,18 +87,21 @@ def as_model(
     output_key: str | None = None,
     remote: Mapping[str, Any] | None = None,
     trust_model_file: bool = False,
+    precision: str = "fp32",
+    compile_model: bool = False,
 ) -> LabelModel:
     """Whatever the user hands over as a model, at `access`: a spec or path (as `load_model`), a plain
     `nn.Module` (white-box), or one of our model wrappers (used as it is, downgraded if asked)."""
     if isinstance(model, str | Path):
         return load_model(str(model), access=access, device=device, mean=mean, std=std, output_key=output_key,
-                          remote=remote, trust_model_file=trust_model_file)
+                          remote=remote, trust_model_file=trust_model_file, precision=precision,
+                          compile_model=compile_model)
     if isinstance(model, nn.Module):
         m: LabelModel = TorchModel(model, mean=mean, std=std, device=device, name=type(model).__name__,
-                                   output_key=output_key)
+                                   output_key=output_key, precision=precision, compile=compile_model)
     elif isinstance(model, LabelModel):
-        if mean is not None or std is not None or output_key is not None:
-            raise InputError("mean/std/output_key apply when robustaudit wraps the model: give the nn.Module or a "
+        if mean is not None or std is not None or output_key is not None or precision != "fp32" or compile_model:
+            raise InputError("mean/std/output_key/precision/compile apply when robustaudit wraps the model: give the nn.Module or a "
                              "path, or set them on the wrapper")
         m = model
     else:

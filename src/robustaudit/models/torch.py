@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,6 +12,22 @@ from torch import nn
 from robustaudit.errors import InputError
 from robustaudit.models.outputs import extract_scores
 from robustaudit.types import Access
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_FP16_GRAD_SCALE = 1024.0  # static scale of the backward pass under fp16 (input gradients would underflow)
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward; the backward multiplies the gradient by `scale`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: D102
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: D102
+        return grad * ctx.scale, None
 
 
 class _Normalized(nn.Module):
@@ -37,6 +55,11 @@ class TorchModel:
     `channels_last` (default: when the module holds 4-D weights, i.e. 2-D convolutions) moves the module's
     weights and every image batch to the channels-last memory layout, which oneDNN and cuDNN convolve
     faster (2.2x on the demo CNN on 2 CPU cores); the values computed are the same up to float rounding.
+    `precision` "bf16" or "fp16" runs the forward under `torch.autocast` (mixed precision) and returns fp32
+    scores, so every loss and the attack's arithmetic stay in fp32; under fp16 the backward pass is scaled by
+    1024 inside the model and unscaled at the input, so small input gradients do not underflow. `compile` runs
+    the forward through `torch.compile` (dynamic shapes: the batch shrinks as examples break); the first calls
+    pay the compilation.
     """
 
     access = Access.GRADIENTS
@@ -51,9 +74,13 @@ class TorchModel:
         name: str = "model",
         channels_last: bool | None = None,
         output_key: str | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
     ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         was_training = _in_training_mode(module)
         if (mean is None) != (std is None):
             raise InputError("give both mean and std, or neither")
@@ -70,14 +97,21 @@ class TorchModel:
         self.was_training = set_eval(self.module) and was_training
         self.name = name
         self.output_key = output_key
+        self.precision, self.compile = precision, compile
+        self._forward = torch.compile(self.module, dynamic=True) if compile else self.module
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = PRECISIONS[self.precision]
         try:
-            out = self.module(self._input(x))
+            with torch.autocast(self.device.type, dtype=dtype) if dtype is not None else nullcontext():
+                x = self._input(x)
+                if dtype is torch.float16 and x.requires_grad:
+                    x = _GradScale.apply(x, 1.0 / _FP16_GRAD_SCALE)
+                out = self._forward(x)
         except Exception as e:  # noqa: BLE001 - the user's model failed on this input: say so in one line
             msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
             raise InputError(f"the model failed on inputs of shape {tuple(x.shape[1:])} ({type(e).__name__}: "
@@ -86,7 +120,11 @@ class TorchModel:
         if not z.dtype.is_floating_point:
             raise InputError(f"the model returns {str(z.dtype).replace('torch.', '')} scores: it must return "
                              "floating-point logits (or probabilities)")
-        return z
+        if dtype is None:
+            return z
+        if dtype is torch.float16 and z.requires_grad:
+            z = _GradScale.apply(z, _FP16_GRAD_SCALE)
+        return z.float()
 
     def predict_scores(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
