@@ -88,8 +88,8 @@ def audit(
     diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
     gradient-free attack) and the adapted cascade attacks what the naive one left robust. Model files never run
     code they carry unless `trust_model_file` (see `load_model`); `precision` (fp32, bf16, fp16: mixed precision)
-    and `compile_model` (`torch.compile`) speed up a torch model (see `TorchModel`). With `gate`, the record carries its verdict on
-    the robust accuracy (`record.gate["passed"]`), written with the other files.
+    and `compile_model` (`torch.compile`) speed up a torch model (see `TorchModel`). With `gate`, the record
+    carries its verdict on the robust accuracy (`record.gate["passed"]`), written with the other files.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))

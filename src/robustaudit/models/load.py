@@ -101,8 +101,8 @@ def as_model(
                                    output_key=output_key, precision=precision, compile=compile_model)
     elif isinstance(model, LabelModel):
         if mean is not None or std is not None or output_key is not None or precision != "fp32" or compile_model:
-            raise InputError("mean/std/output_key/precision/compile apply when robustaudit wraps the model: give the nn.Module or a "
-                             "path, or set them on the wrapper")
+            raise InputError("mean/std/output_key/precision/compile apply when robustaudit wraps the model: give the "
+                             "nn.Module or a path, or set them on the wrapper")
         m = model
     else:
         raise InputError(f"cannot audit a {type(model).__name__}: give a torch.nn.Module, a model file or URL, or a "
