@@ -3,6 +3,7 @@ takes them, data as arrays or files), runs its library, and with `out` writes th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -488,3 +489,140 @@ def distribution(data: DataLike, *, prop: str, ratios: Sequence[float], train: s
 
         distribution_report(result).write(_write_json(out, "distribution.json", result), result)
     return result
+
+
+def inversion(model: ModelLike, public: DataLike, *, classes: int, invert: Sequence[int] | None = None,
+              evaluator: ModelLike | None = None, private_eval: DataLike | None = None, budget: int | None = None,
+              settings: Any = None, bounds: Bounds = Bounds(), seed: int = 0,
+              data_options: DataOptions | None = None, out: str | Path = "inversion", progress: bool = False,
+              **model_kw: Any) -> dict[str, Any]:
+    """Model inversion (privacy): reconstruct representative inputs of each class of a model over `classes`
+    classes from its top-1 labels (LOKT), its scores, or its gradients, with an unlabelled `public` set; the stages
+    checkpoint into `out` (a rerun with the same settings resumes). With an `evaluator` (a model that is neither the
+    target nor a surrogate), its top-1/top-5 accuracy on the reconstructions over seeds; with `private_eval`
+    (labelled private examples, for evaluation only), the distance to the nearest one. Writes inversion.json,
+    reconstructions.npz, grid.png, summary.md and report.html."""
+    from robustaudit.privacy.inversion import (
+        InversionSettings,
+        evaluate_reconstructions,
+        inversion_attack,
+        knn_distance,
+    )
+
+    s = settings or InversionSettings()
+    if not isinstance(s, InversionSettings):
+        raise InputError("settings must be an InversionSettings")
+    if classes < 2:
+        raise InputError(f"--num-classes is the target's number of classes (at least 2), got {classes}")
+    chosen = list(range(classes)) if invert is None else sorted(set(int(c) for c in invert))
+    if not chosen or any(not 0 <= c < classes for c in chosen):
+        raise InputError(f"--invert takes classes in 0..{classes - 1}, got {list(invert or [])}")
+    if isinstance(public, str | Path) and str(public).endswith(".npz"):
+        from robustaudit.run.data import load_npz_inputs
+
+        xpub = load_npz_inputs(public)
+    else:
+        source = _source(public, None, data_options or DataOptions())
+        xpub = source.read(0, len(source))[0]
+    if len(xpub) == 0:
+        raise InputError("the public set holds no examples")
+    check_inputs(xpub, torch.zeros(len(xpub), dtype=torch.long), bounds)
+    m = as_model(model, **model_kw)
+    level = Access(m.access)
+    if level >= Access.SCORES:
+        with torch.no_grad():
+            k = int(m.predict_scores(xpub[:1].to(getattr(m, "device", "cpu"))).shape[1])  # type: ignore[attr-defined]
+        if k != classes:
+            raise InputError(f"--num-classes {classes}, but the model returns {k} scores")
+    device = getattr(m, "device", torch.device("cpu"))
+    rec = inversion_attack(m, xpub.to(device), classes, chosen, bounds, s, budget=budget, folder=Path(out),
+                           seed=seed, progress=progress)
+    images, labels = rec.images.cpu(), rec.labels
+    result: dict[str, Any] = {
+        "model": getattr(m, "name", None) or str(model), "access": level.name.lower(),
+        "method": "white-box latent optimisation" if level >= Access.GRADIENTS else
+        f"LOKT ({'soft labels: scores' if level >= Access.SCORES else 'top-1 labels'})",
+        "classes": classes, "inverted": chosen, "seeds": s.seeds, "samples_per_class": s.samples,
+        "public_size": len(xpub), "target_queries": rec.queries, "target_queries_total": rec.queries_total,
+        "budget": budget, "stage_queries": rec.stage_queries, "stage_seconds": rec.stage_seconds,
+        "surrogate_agreement": rec.agreement, "predicted_on_generated": rec.predicted,
+        "uninvertible_classes": [c for c in chosen if rec.predicted[c] == 0] if level < Access.GRADIENTS else [],
+        "budget_stopped_transfer_at": rec.stopped_querying_at, "attack_accuracy": None,
+        "random_samples_accuracy": None, "knn_distance": None, "knn_distance_random": None}
+    caveats_: list[str] = []
+    if result["uninvertible_classes"]:
+        caveats_.append(f"the target never predicted class(es) {result['uninvertible_classes']} on generated images: "
+                        "their knowledge could not be transferred, so their reconstructions are not inversions")
+    if rec.stopped_querying_at is not None:
+        caveats_.append(f"the budget stopped the knowledge transfer at stage-1 iteration {rec.stopped_querying_at} "
+                        f"of {s.iterations}")
+    if rec.queries_total > rec.queries:
+        caveats_.append(f"{rec.queries_total - rec.queries} target queries were made again after a resume (the budget "
+                        "counts them)")
+    if evaluator is not None:
+        e = as_model(evaluator, access=Access.SCORES, device=model_kw.get("device"),
+                     trust_model_file=model_kw.get("trust_model_file", False))
+
+        def scores(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return e.predict_scores(x.to(getattr(e, "device", "cpu")))  # type: ignore[attr-defined]
+
+        result["attack_accuracy"] = evaluate_reconstructions(images, labels, scores)
+        result["random_samples_accuracy"] = evaluate_reconstructions(rec.random_images[None].cpu(), labels, scores)
+        per_class = scores(images.flatten(0, 1)).argmax(1).cpu() == labels.repeat(len(images))
+        result["attack_accuracy"]["top1_per_class"] = {
+            str(c): float(per_class[labels.repeat(len(images)) == c].float().mean()) for c in chosen}
+    else:
+        caveats_.append("no --evaluator: attack accuracy needs an independent model (neither the target nor a "
+                        "surrogate); the target's own accuracy on its reconstructions means nothing")
+    if private_eval is not None:
+        xp, yp = _xy(private_eval, None, "--private-eval", data_options)
+        feats, space = _features(evaluator, model_kw)
+        result["knn_distance"] = knn_distance(images.flatten(0, 1), labels.repeat(len(images)), xp, yp, feats)
+        result["knn_distance_random"] = knn_distance(rec.random_images.cpu(), labels, xp, yp, feats)
+        result["knn_space"] = space
+    result["provenance"] = _provenance(model, xpub, torch.zeros(len(xpub), dtype=torch.long), seed=seed,
+                                       model_kw=model_kw, settings={**dataclasses.asdict(s), "classes": classes,
+                                                                    "invert": chosen, "budget": budget,
+                                                                    "evaluator": None if evaluator is None else
+                                                                    str(getattr(evaluator, "name", evaluator))})
+    result["caveats"] = caveats_
+    folder = _write_json(out, "inversion.json", result)
+    np.savez(folder / "reconstructions.npz", x=images.numpy(), y=labels.numpy(), random=rec.random_images.cpu().numpy())
+    from robustaudit.report.command import inversion_report
+
+    inversion_report(result, images, labels, folder).write(folder, result)
+    return result
+
+
+def _features(evaluator: ModelLike | None, model_kw: ModelKw) -> tuple[Callable[[torch.Tensor], torch.Tensor], str]:
+    """The evaluator's penultimate features (the input of its last `nn.Linear`) when it is a local torch model with
+    one; else its scores (an exported graph, ONNX, a remote model); the inputs themselves without an evaluator."""
+    from robustaudit.models.torch import TorchModel
+
+    if evaluator is None:
+        return (lambda x: x.flatten(1)), "input"
+    e = as_model(evaluator, access=Access.SCORES, device=model_kw.get("device"),
+                 trust_model_file=model_kw.get("trust_model_file", False))
+    last = None if not isinstance(e, TorchModel) else \
+        next((m for m in reversed(list(e.module.modules())) if isinstance(m, torch.nn.Linear)), None)
+
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return e.predict_scores(x.to(getattr(e, "device", "cpu"))).cpu()  # type: ignore[attr-defined]
+
+    if last is None:
+        return scores, "evaluator scores"
+    model, linear = cast(TorchModel, e), last
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+        handle = linear.register_forward_hook(lambda _m, args, _o: seen.append(args[0].detach()))
+        try:
+            with torch.no_grad():
+                model.logits(x.to(model.device))
+        finally:
+            handle.remove()
+        return seen[-1].flatten(1).cpu()
+
+    return features, "evaluator features (input of its last linear layer)"

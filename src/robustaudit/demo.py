@@ -274,3 +274,35 @@ def pairs_files(directory: Path | None = None) -> tuple[Path, Path]:
 
     return _cached(directory, ("digit_pairs16.pt2", "digit_pairs16_test.npz"), "the 100-class digit-pairs model",
                    build)
+
+
+def inversion_files(directory: Path | None = None) -> dict[str, Path]:
+    """The model-inversion demo (spec model-inversion.md, minimal CPU version), on the 8×8 digits: the target, a
+    CNN trained on 80% of the private classes 0-4; the evaluator, an MLP (another architecture) trained on all of
+    0-4, never used by the attack; the public set, the digits 5-9 without labels; the private set (the target's
+    training examples, for the KNN distance only). Written on first use, then loaded from the cache."""
+    d = directory or cache_dir()
+    paths = {"target": d / "inversion_target.pt2", "evaluator": d / "inversion_evaluator.pt2",
+             "public": d / "inversion_public.npz", "private": d / "inversion_private.npz"}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    d.mkdir(parents=True, exist_ok=True)
+    digits = require("sklearn.datasets", "the demo's digits").load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int64)
+    xp, yp = x[y < 5], y[y < 5]
+    n_train = int(0.8 * len(xp))
+    torch.manual_seed(0)
+    target = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                           nn.ReLU(), nn.Flatten(), nn.Linear(32 * 4 * 4, 5))
+    evaluator = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 5))
+    _fit(target, xp[:n_train], yp[:n_train], epochs=30, seed=0, lr=3e-3, batch=64)
+    _fit(evaluator, xp, yp, epochs=60, seed=1, lr=3e-3, batch=64)
+    for name, arrays in (("public", {"x": x[y >= 5]}), ("private", {"x": xp[:n_train], "y": yp[:n_train]})):
+        with open(paths[name].with_suffix(".npz.tmp"), "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(paths[name].with_suffix(".npz.tmp"), paths[name])
+    example = torch.from_numpy(xp[:8])
+    _export(target.eval(), paths["target"], example)
+    _export(evaluator.eval(), paths["evaluator"], example)
+    return paths

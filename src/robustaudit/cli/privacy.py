@@ -1,4 +1,4 @@
-"""`robustaudit privacy membership | distribution`: what a model leaks about its training data."""
+"""`robustaudit privacy membership | distribution | inversion`: what a model leaks about its training data."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from robustaudit.cli.common import (
     show_progress,
 )
 
-app = typer.Typer(no_args_is_help=True, help="Privacy audits: membership and distribution inference.")
+app = typer.Typer(no_args_is_help=True, help="Privacy audits: membership, distribution inference, model inversion.")
 
 
 def membership(
@@ -128,3 +128,69 @@ def distribution(
 
 
 command(app, data=True)(distribution)
+
+
+def inversion(
+    model: Annotated[str, typer.Option(help="the target: any model --model accepts in evaluate (local or an OIP "
+                                            "URL), at label access or above")],
+    public: Annotated[Path, typer.Option(help="unlabelled public inputs from another population (.npz with x, an "
+                                              "image folder or Parquet; labels are ignored)")],
+    num_classes: Annotated[int, typer.Option(help="the target's number of classes")],
+    out_dir: OutOpt,
+    model_options: ModelOptions,
+    data_options: DataOptions,
+    invert: Annotated[str | None, typer.Option(help="the classes to invert, e.g. 0,3,7 (default: all)")] = None,
+    evaluator: Annotated[str | None, typer.Option(help="an independent evaluation model (neither the target nor a "
+                                                       "surrogate) for the attack accuracy")] = None,
+    private_eval: Annotated[Path | None, typer.Option(help="labelled private examples, for evaluation only: the "
+                                                           "distance of each reconstruction to the nearest")] = None,
+    access: Annotated[str | None, typer.Option(help="gradients (white-box inversion of the target) | scores | "
+                                                    "labels (LOKT) (default: the most the model offers)")] = None,
+    budget: Annotated[int | None, typer.Option(help="cap on every target query of the attack")] = None,
+    iterations: Annotated[int, typer.Option(help="stage 1: T-ACGAN generator updates")] = 2000,
+    n_uncond: Annotated[int, typer.Option(help="stage 1: of which plain-GAN (no target query)")] = 300,
+    n_dis: Annotated[int, typer.Option(help="stage 1: discriminator updates per generator update")] = 2,
+    alpha: Annotated[float, typer.Option(help="stage 1: weight of the class loss")] = 1.5,
+    per_class: Annotated[int, typer.Option(help="stage 2: generated images per class labelled by the target")] = 500,
+    surrogate_epochs: Annotated[int, typer.Option(help="stage 2: training epochs per surrogate")] = 30,
+    steps: Annotated[int, typer.Option(help="stage 3: Adam steps on the latent")] = 300,
+    seeds: Annotated[int, typer.Option(help="stage 3: independent runs")] = 5,
+    samples: Annotated[int, typer.Option(help="stage 3: reconstructions per class and seed")] = 4,
+    seed: SeedOpt = 0,
+    bounds: BoundsOpt = "0,1",
+    quiet: QuietOpt = False,
+) -> None:
+    """Model inversion: reconstruct what each class of the target looks like from its top-1 labels (LOKT), its
+    scores or its gradients; attack accuracy by an independent evaluator, target queries, the image grid. Each
+    stage checkpoints into --out: rerun the same command to resume. Writes inversion.json, reconstructions.npz,
+    grid.png, summary.md and report.html."""
+    from robustaudit.api import _access
+    from robustaudit.commands import inversion as run_inversion
+    from robustaudit.errors import InputError
+    from robustaudit.privacy.inversion import InversionSettings
+
+    settings = InversionSettings(iterations=iterations, n_uncond=n_uncond, n_dis=n_dis, alpha=alpha,
+                                 per_class=per_class, surrogate_epochs=surrogate_epochs, steps=steps, seeds=seeds,
+                                 samples=samples)
+    kwargs = model_options.load_kwargs()
+    level = _access(access)
+    if level is not None:
+        kwargs["access"] = level
+    try:
+        chosen = None if invert is None else [int(c) for c in invert.split(",") if c.strip()]
+    except ValueError:
+        raise InputError(f"--invert takes class indices such as 0,3,7, got {invert!r}") from None
+    r = run_inversion(model, public, classes=num_classes, invert=chosen, evaluator=evaluator, private_eval=private_eval,
+                      budget=budget, settings=settings, bounds=parse_bounds(bounds), seed=seed,
+                      data_options=data_options, out=out_dir, progress=show_progress(quiet), **kwargs)
+    acc = r["attack_accuracy"]
+    line = f"{r['method']}: {r['target_queries']} target queries"
+    if acc is not None:
+        line += f"; evaluator top-1 {acc['top1']['mean']:.3f}, top-5 {acc['top5']['mean']:.3f} over {r['seeds']} seeds"
+    out.print(line, highlight=False)
+    for c in r["caveats"]:
+        out.print(f"[yellow]note:[/yellow] {c}")
+    out.print(f"results written to {out_dir}/ (report.html, inversion.json, grid.png, summary.md)", highlight=False)
+
+
+command(app, model=True, remote=True, data=True)(inversion)

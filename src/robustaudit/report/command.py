@@ -135,3 +135,63 @@ def distribution_report(r: dict[str, Any]) -> CommandReport:
                  f"records each) · {r['shadows_per_ratio']} adversary models per ratio · {r['queries_per_model']} "
                  f"label queries per target model (black box) · training {r['seconds_training']:.0f} s",
         headline_label=f"best attack accuracy ({name})", headline=f"{best['accuracy']:.3f}", tables=[table])
+
+
+def inversion_report(r: dict[str, Any], images: Any, labels: Any, folder: Path) -> CommandReport:
+    """Model inversion: the evaluator's top-1 accuracy on the reconstructions, the image grid (one row per class,
+    every seed's reconstructions), queries per stage, surrogate agreement; grid.png written beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = r["attack_accuracy"]
+    plots = []
+    if images.dim() == 5:  # seeds × n × C × H × W: a grid of classes × (seeds · samples)
+        classes = r["inverted"]
+        per_row = images.shape[0] * r["samples_per_class"]
+        fig, axes = plt.subplots(len(classes), per_row, figsize=(0.6 * per_row + 0.6, 0.6 * len(classes) + 0.3),
+                                 dpi=110, squeeze=False)
+        flat, flat_y = images.flatten(0, 1), labels.repeat(images.shape[0])
+        for row, c in enumerate(classes):
+            for col, img in enumerate(flat[flat_y == c][:per_row]):
+                ax = axes[row][col]
+                pic = img.permute(1, 2, 0).numpy()
+                ax.imshow(pic[..., 0] if pic.shape[2] == 1 else pic.clip(0, 1), cmap="gray" if pic.shape[2] == 1
+                          else None)
+                ax.set_xticks([])
+                ax.set_yticks([])
+            axes[row][0].set_ylabel(str(c), rotation=0, labelpad=10)
+        fig.savefig(folder / "grid.png", bbox_inches="tight")
+        plots.append(("reconstructions: one row per class, every seed", png(fig)))
+    rows = [["target queries (this run's path)", str(r["target_queries"])],
+            ["target queries made (with repeats after a resume)", str(r["target_queries_total"])]]
+    rows += [[f"  stage {name}", f"{q} queries, {r['stage_seconds'].get(name, 0):.0f} s"]
+             for name, q in r["stage_queries"].items()]
+    rows += [[f"agreement of {name} with the target (held-out fakes)", f"{a:.3f}"]
+             for name, a in r["surrogate_agreement"].items()]
+    if r["knn_distance"] is not None:
+        rows.append([f"KNN distance to the nearest private example ({r['knn_space']})",
+                     f"{r['knn_distance']:.3f} (random generator samples: {r['knn_distance_random']:.3f})"])
+    if r["uninvertible_classes"]:
+        rows.append(["classes the target never predicted on generated images", str(r["uninvertible_classes"])])
+    tables = [Table("attack", ["", "value"], rows)]
+    if acc is not None:
+        def ci(v: dict[str, Any]) -> str:
+            return "-" if v["ci95"] is None else f"{v['ci95'][0]:.3f}-{v['ci95'][1]:.3f}"
+
+        base = r["random_samples_accuracy"]
+        tables.insert(0, Table("evaluator accuracy (mean over seeds, 95% t-interval)", ["", "top-1", "95% CI",
+                                                                                         "top-5"],
+                               [["reconstructions", f"{acc['top1']['mean']:.3f}", ci(acc["top1"]),
+                                 f"{acc['top5']['mean']:.3f}"],
+                                ["random generator samples (no optimisation)", f"{base['top1']['mean']:.3f}", "-",
+                                 f"{base['top5']['mean']:.3f}"]]))
+        tables.insert(1, Table("top-1 per class", ["class", "top-1"],
+                               [[c, f"{a:.3f}"] for c, a in acc["top1_per_class"].items()]))
+    return CommandReport(
+        title=f"Model inversion of {r['model']}",
+        subtitle=f"{r['method']} · {r['access']} access · {len(r['inverted'])} of {r['classes']} classes · "
+                 f"{r['seeds']} seeds × {r['samples_per_class']} per class · public set of {r['public_size']}",
+        headline_label="evaluator top-1 accuracy on the reconstructions" if acc else "target queries",
+        headline=f"{acc['top1']['mean']:.3f}" if acc else str(r["target_queries"]), tables=tables, plots=plots)

@@ -20,24 +20,37 @@ from robustaudit.extras import require
 
 def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read x and y from an .npz file, with errors that say how to fix the file."""
+    x, y = _read_npz(path, labels=True)
+    assert y is not None
+    return x, y
+
+
+def load_npz_inputs(path: str | Path) -> torch.Tensor:
+    """Read x (labels, if any, ignored) from an .npz file: unlabelled data such as a public set."""
+    return _read_npz(path, labels=False)[0]
+
+
+def _read_npz(path: str | Path, *, labels: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"data file {p} does not exist")
+    need = {"x", "y"} if labels else {"x"}
     try:
         with np.load(p, allow_pickle=False) as f:
             keys = set(f.files)
-            if not {"x", "y"} <= keys:
-                raise InputError(f"{p} must hold arrays 'x' and 'y', found {sorted(keys) or 'none'}")
-            x, y = f["x"], f["y"]
+            if not need <= keys:
+                raise InputError(f"{p} must hold arrays {' and '.join(repr(k) for k in sorted(need))}, found "
+                                 f"{sorted(keys) or 'none'}")
+            x, y = f["x"], f["y"] if labels else None
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         if isinstance(e, InputError):
             raise
         raise InputError(f"{p} is not a readable .npz file ({e}); save it with numpy.savez(path, x=x, y=y)") from None
     if x.dtype != np.float32:
         raise InputError(f"'x' in {p} must be float32, got {x.dtype}; convert with x.astype(np.float32)")
-    if not np.issubdtype(y.dtype, np.integer):
+    if y is not None and not np.issubdtype(y.dtype, np.integer):
         raise InputError(f"'y' in {p} must hold integer labels, got {y.dtype}")
-    return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(np.ascontiguousarray(x)), None if y is None else torch.from_numpy(y.astype(np.int64))
 
 
 class Source(Protocol):
