@@ -239,10 +239,6 @@ def train_gan(target: _Target, public: torch.Tensor, g: Generator, d: Discrimina
     return stopped
 
 
-def _soft_ce(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(z, p)
-
-
 def train_surrogates(target: _Target, g: Generator, d: Discriminator, s: InversionSettings, *, classes: int,
                      folder: Path, seed: int, progress: Any, hist: torch.Tensor,
                      ) -> tuple[list[nn.Module], dict[str, float]]:
@@ -304,7 +300,7 @@ def _fit(net: nn.Module, x: torch.Tensor, p: torch.Tensor, epochs: int, rng: tor
     net.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=rng).to(x.device).split(64):
-            loss = 0.5 * _soft_ce(net(x[idx]), p[idx]) + 0.5 * _soft_ce(net(augment(x[idx], rng)), p[idx])
+            loss = 0.5 * F.cross_entropy(net(x[idx]), p[idx]) + 0.5 * F.cross_entropy(net(augment(x[idx], rng)), p[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
