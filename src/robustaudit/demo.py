@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustaudit.extras import require
+from robustaudit.models.load import save_program
 from robustaudit.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def noisy_files(sigma: float = 0.25, directory: Path | None = None) -> Path:
         d.mkdir(parents=True, exist_ok=True)
         log.info("training the noise-augmented digits CNN, sigma %g (once; cached in %s)", sigma, d)
         xtr, ytr, xte, _ = digits_32()
-        _export(train_digits_cnn(xtr, ytr, epochs=12, noise=sigma), path, torch.from_numpy(xte[:8]))
+        save_program(train_digits_cnn(xtr, ytr, epochs=12, noise=sigma), path, torch.from_numpy(xte[:8]))
     return path
 
 
@@ -118,7 +119,7 @@ def _cached(directory: Path | None, names: tuple[str, str], what: str,
     d.mkdir(parents=True, exist_ok=True)
     log.info("training %s (once; cached in %s)", what, d)
     model, xte, yte = build()
-    _export(model, model_path, torch.from_numpy(xte[:8]))
+    save_program(model, model_path, torch.from_numpy(xte[:8]))
     with open(data_path.with_suffix(".npz.tmp"), "wb") as f:
         np.savez(f, x=xte, y=yte)
     os.replace(data_path.with_suffix(".npz.tmp"), data_path)
@@ -201,16 +202,8 @@ def membership_files(directory: Path | None = None) -> tuple[Path, Path, Path]:
         with open(path.with_suffix(".npz.tmp"), "wb") as f:
             np.savez(f, x=x[rows].numpy(), y=y[rows].numpy())
         os.replace(path.with_suffix(".npz.tmp"), path)
-    _export(digits_mlp(x[member], y[member]), paths[0], x[:8])
+    save_program(digits_mlp(x[member], y[member]), paths[0], x[:8])
     return paths
-
-
-def _export(model: nn.Module, path: Path, example: torch.Tensor) -> None:
-    """Save as a torch.export program with a dynamic batch, atomically."""
-    tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    torch.export.save(program, str(tmp))
-    os.replace(tmp, path)
 
 
 def surrogate_files(directory: Path | None = None) -> dict[str, Path]:
@@ -225,7 +218,8 @@ def surrogate_files(directory: Path | None = None) -> dict[str, Path]:
         xtr, ytr, xte, _ = digits_32()
         for i, arch in enumerate(SURROGATES):
             if arch in missing:
-                _export(train_digits_cnn(xtr, ytr, arch=arch, seed=100 + i), paths[arch], torch.from_numpy(xte[:8]))
+                save_program(train_digits_cnn(xtr, ytr, arch=arch, seed=100 + i), paths[arch],
+                             torch.from_numpy(xte[:8]))
     return paths
 
 
@@ -303,6 +297,6 @@ def inversion_files(directory: Path | None = None) -> dict[str, Path]:
             np.savez(f, **arrays)
         os.replace(paths[name].with_suffix(".npz.tmp"), paths[name])
     example = torch.from_numpy(xp[:8])
-    _export(target.eval(), paths["target"], example)
-    _export(evaluator.eval(), paths["evaluator"], example)
+    save_program(target.eval(), paths["target"], example)
+    save_program(evaluator.eval(), paths["evaluator"], example)
     return paths

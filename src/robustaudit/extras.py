@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "skimage": ("scaling", "scikit-image"),
     "sklearn": ("demo", "scikit-learn"),
     "captum": ("interpret", "captum"),
+    "segno": ("ownership", "segno"),
     "ray": ("ray", "ray"),
     "pyarrow": ("parquet", "pyarrow"),
     "mlflow": ("mlflow", "mlflow-skinny"),

@@ -61,3 +61,10 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], name_a: str = "A", name_b
         "difference": d, "difference_ci95": [lo, hi], "robust_only_in_a": only_a, "robust_only_in_b": only_b,
         "mcnemar_exact_p": mcnemar_exact(only_a, only_b),
     }
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the exact one-sided p-value of k or more successes."""
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p)) if k > 0 else 1.0

@@ -10,6 +10,7 @@ import typer
 
 from robustaudit.cli import certify, check, evaluate, runs, tools, topk, transfer
 from robustaudit.cli.common import command, out
+from robustaudit.cli.ownership import app as ownership_app
 from robustaudit.cli.privacy import app as privacy_app
 from robustaudit.cli.scaling import app as scaling_app
 from robustaudit.version import __version__
@@ -46,6 +47,7 @@ command(app, model=True, remote=True)(certify.robustify)
 command(app)(check.check)
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(ownership_app, name="ownership")
 
 
 def _spread(argv: list[str], option: str = "--surrogates") -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import pickle
 import sys
 import warnings
@@ -120,6 +121,24 @@ def downgrade(model: LabelModel, access: Access | None, name: str) -> LabelModel
     if access == Access.SCORES:
         return as_score_only(model)  # type: ignore[arg-type]
     return as_label_only(model)
+
+
+def load_module(spec: str | Path, *, device: str | None = None, trust_model_file: bool = False) -> nn.Module:
+    """The nn.Module behind a local model spec (.pt, .pt2, file.py:callable), for the commands that read or change
+    weights (ownership); a remote or ONNX model has none to give."""
+    spec = str(spec)
+    if spec.startswith(("http://", "https://")) or spec.endswith(".onnx"):
+        raise InputError(f"{spec}: reading or changing weights needs a local PyTorch model (.pt, .pt2 or "
+                         "file.py:callable)")
+    return _load_module(spec, device, trust_model_file)
+
+
+def save_program(model: nn.Module, path: Path, example: torch.Tensor) -> None:
+    """Save `model` as a torch.export program with a dynamic batch, atomically."""
+    tmp = path.with_name(path.stem + ".partial.pt2")  # torch.export wants the .pt2 suffix
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(tmp))
+    os.replace(tmp, path)
 
 
 def _load_module(spec: str, device: str | None, trust: bool) -> nn.Module:
