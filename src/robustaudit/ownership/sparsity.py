@@ -18,7 +18,8 @@ Masks = dict[str, torch.Tensor]  # parameter name -> bool tensor shaped like it
 def prunable(module: nn.Module) -> dict[str, torch.Tensor]:
     """The weights pruning acts on: every parameter named `*weight` with two or more dimensions (the weights of
     convolutions of any dimension and of linear layers; biases and norms stay dense)."""
-    found: dict[str, torch.Tensor] = {name: p for name, p in module.named_parameters() if name.split(".")[-1] == "weight" and p.dim() >= 2}
+    found: dict[str, torch.Tensor] = {name: p for name, p in module.named_parameters()
+                                      if name.split(".")[-1] == "weight" and p.dim() >= 2}
     if not found:
         raise InputError("the model has no convolution or linear weights to prune")
     return found
