@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +114,31 @@ def demo_subset(demo_paths: tuple[str, str], folder: Path, n: int) -> Path:
     path = folder / f"demo{n}.npz"
     np.savez(path, x=d["x"][:n], y=d["y"][:n])
     return path
+
+
+def serve_label_only(model: nn.Module) -> tuple[str, object]:
+    """A real `robustaudit serve` of the model at label access on a free local port: (URL, uvicorn server)."""
+    import uvicorn
+
+    from robustaudit.models.torch import TorchModel
+    from robustaudit.models.wrappers import as_label_only
+    from robustaudit.serve import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    served = as_label_only(TorchModel(model))
+    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}/v2/models/model", server
+
+
+def served_examples(url: str) -> float:
+    """The server's Prometheus count of examples it has inferred."""
+    import httpx
+
+    text = httpx.get(url.split("/v2/")[0] + "/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("robustaudit_inferred_examples_total"))

@@ -5,13 +5,11 @@ refusals, unbalanced pools, and the command's files."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import serve_label_only, served_examples
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from typer.testing import CliRunner
@@ -114,38 +112,14 @@ def test_an_unbalanced_pool_is_balanced_with_a_warning(pool, overfit) -> None:
     assert "unbalanced" in rec.warnings[0]
 
 
-def _serve(model: nn.Module) -> tuple[str, object]:
-    import uvicorn
-
-    from robustaudit.serve import create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    served = as_label_only(TorchModel(model))
-    server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/v2/models/model", server
-
-
-def _served_examples(url: str) -> float:
-    import httpx
-
-    text = httpx.get(url.split("/v2/")[0] + "/metrics").text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("robustaudit_inferred_examples_total"))
-
-
 def test_label_only_attacks_through_serve_count_every_query_exactly(pool, overfit, tmp_path) -> None:
-    url, server = _serve(overfit)
+    url, server = serve_label_only(overfit)
     try:
-        before = _served_examples(url)
+        before = served_examples(url)
         np.savez(tmp_path / "pool.npz", x=pool.x.numpy(), y=pool.y.numpy(), member=pool.member.numpy())
         r = membership(url, pool=tmp_path / "pool.npz", attacks=["gap", "augmentation", "boundary"], budget=200,
                        out=tmp_path / "run")
-        served = _served_examples(url) - before
+        served = served_examples(url) - before
     finally:
         server.should_exit = True  # type: ignore[attr-defined]
     assert r["access"] == "labels"

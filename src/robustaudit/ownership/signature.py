@@ -102,7 +102,8 @@ def embed(masks: Masks, dense: dict[str, torch.Tensor], code: Code, place: Place
         score = torch.where(m3 & ~protected, w3, torch.full_like(w3, float("inf")))
         drop = torch.topk(score.flatten(), delta, largest=False).indices
         if bool(torch.isinf(score.flatten()[drop]).any()):
-            raise InputError(f"layer {name} has too few weights outside the signature window to keep its sparsity")
+            raise InputError(f"layer {name} keeps too few weights outside the signature window to hold the pattern at "
+                             "this sparsity: pick a wider --layer or a lower --sparsity")
         m3.view(-1)[drop] = False
     elif delta < 0:  # add the strongest missing entries of active 1-kernels inside the window, then outside it
         ones = (inside & want)[:, :, None].expand_as(m3)
