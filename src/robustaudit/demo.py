@@ -300,3 +300,25 @@ def inversion_files(directory: Path | None = None) -> dict[str, Path]:
     save_program(target.eval(), paths["target"], example)
     save_program(evaluator.eval(), paths["evaluator"], example)
     return paths
+
+
+def ownership_files(directory: Path | None = None) -> dict[str, Path]:
+    """The ownership demo: the demo digits CNN (the owner's dense model), the digits' training and test splits
+    (32×32), and an independent suspect, a DigitsCNN trained with another seed and magnitude-pruned to 80%.
+    Written on first use, then loaded from the cache."""
+    from robustaudit.ownership.sparsity import apply_masks, magnitude_masks
+
+    d = directory or cache_dir()
+    model, test = demo_files(d)
+    paths = {"model": model, "train": d / "digits_train.npz", "test": test,
+             "independent": d / "digits_cnn_independent80.pt2"}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    xtr, ytr, xte, _ = digits_32()
+    with open(paths["train"].with_suffix(".npz.tmp"), "wb") as f:
+        np.savez(f, x=xtr, y=ytr)
+    os.replace(paths["train"].with_suffix(".npz.tmp"), paths["train"])
+    net = train_digits_cnn(xtr, ytr, seed=5)
+    apply_masks(net, magnitude_masks(net, 0.8))
+    save_program(net, paths["independent"], torch.from_numpy(xte[:8]))
+    return paths
