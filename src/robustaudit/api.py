@@ -119,7 +119,7 @@ def audit(
     runner = RayBackend(factory, address=address, workers=workers) if backend == "ray" else None
     if attacks is None:
         attacks = default_attacks(Access(m.access), threat.norm, threat.targeted)
-    chosen = resolve(attacks) if isinstance(attacks, str) else list(attacks)
+    chosen = resolve(attacks, threat.norm) if isinstance(attacks, str) else list(attacks)
     attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device,
                                                                             trust_model_file), map_weight))
     if len(source) == 0:
@@ -180,7 +180,12 @@ def audit(
 
 def default_attacks(access: Access, norm: Norm, targeted: bool) -> str:
     """The default cascade at each access level: PMA then APGD-T with gradients; Square (and the genetic attack
-    under Linf) with scores; with labels, CGBA (CGBA-H targeted) under L2, RayS (HopSkipJump targeted) under Linf."""
+    under Linf) with scores; with labels, CGBA (CGBA-H targeted) under L2, RayS (HopSkipJump targeted) under Linf.
+    At L0: PGD-L0 then Sparse-RS with gradients, Sparse-RS then fgbb with scores."""
+    if norm == Norm.L0:
+        if access < Access.SCORES:
+            raise InputError("no label-only attack at --norm l0 yet: fgbb and sparse-rs need the model's scores")
+        return "fast" if access >= Access.GRADIENTS else "sparse-rs,fgbb"
     if access >= Access.GRADIENTS:
         return "fast"
     if access == Access.SCORES:

@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from robustaudit.attacks.whitebox.pgd import PGD
+from robustaudit.attacks.whitebox.pgd import PGD, PGDL0
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
 from robustaudit.ops import losses
+from robustaudit.ops.lp import pixels
 from robustaudit.ops.zo import probe_values
 from robustaudit.oracle import Oracle
 from robustaudit.results import AttackSummary, ExampleRecord, Flag
@@ -192,11 +193,13 @@ def _large_eps_check(
     if len(pos) == 0:
         return []
     width = threat.bounds.width
-    eps = width if threat.norm == Norm.LINF else width * math.sqrt(x[0].numel())
+    eps = width if threat.norm == Norm.LINF else float(pixels(x[:1]).shape[2]) if threat.norm == Norm.L0 else \
+        width * math.sqrt(x[0].numel())
     big = ThreatModel(norm=threat.norm, eps=eps, bounds=threat.bounds)
     everyone = torch.ones(len(pos), dtype=torch.bool)
-    res = PGD(steps=10)(model, x[pos], y[pos], big, seed=seed, ids=probe[pos], attack_mask=everyone,
-                        budget=None if oracle.max_queries is None else oracle.budget_left(pos))
+    pgd = PGDL0(steps=10, restarts=1) if threat.norm == Norm.L0 else PGD(steps=10)
+    res = pgd(model, x[pos], y[pos], big, seed=seed, ids=probe[pos], attack_mask=everyone,
+              budget=None if oracle.max_queries is None else oracle.budget_left(pos))
     oracle.absorb(pos, res.queries, res.gradients)
     left = int((~res.success).sum())
     if left:
@@ -250,7 +253,8 @@ def choose_adaptations(flags: list[Flag], model: LabelModel, eot: int) -> list[A
                                    + ", ".join(sorted(set(located[1])))))
         elif "probability_outputs" not in codes and "randomized" not in codes:
             plan.append(Adaptation("gradient_free", ",".join(masked),
-                                   f"no masking step located: Square with {GRADIENT_FREE_QUERIES} queries"))
+                                   f"no masking step located: Square (Sparse-RS at L0) with {GRADIENT_FREE_QUERIES} "
+                                   "queries"))
     return plan
 
 

@@ -38,6 +38,10 @@ class ThreatModel:
         if eps > MAX_EPS:
             raise InputError(f"eps {eps:g} is too large to compute with (over {MAX_EPS:g}); a ball the size of the "
                              "input box's diameter already allows every input")
+        if self.norm == Norm.L0:
+            if eps != int(eps):
+                raise InputError(f"at --norm l0, eps is a number of pixels (a whole number >= 1), got {eps:g}")
+            eps = float(int(eps))
         object.__setattr__(self, "eps", eps)
         if self.max_queries is not None and (int(self.max_queries) != self.max_queries or self.max_queries < 1):
             raise InputError(f"the query budget must be a positive integer or None, got {self.max_queries}")

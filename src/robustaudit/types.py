@@ -16,6 +16,7 @@ class Norm(enum.StrEnum):
 
     LINF = "linf"
     L2 = "l2"
+    L0 = "l0"  # the number of pixels changed (all channels of a pixel count once), each to any value in the bounds
 
     @classmethod
     def parse(cls, value: str | Norm) -> Norm:

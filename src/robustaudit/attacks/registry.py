@@ -10,17 +10,20 @@ from robustaudit.attacks.decision.cgba import CGBA, CGBAH
 from robustaudit.attacks.decision.hsja import HopSkipJump
 from robustaudit.attacks.decision.rays import RayS
 from robustaudit.attacks.decision.surfree import SurFree
+from robustaudit.attacks.score.fgbb import FGBB
 from robustaudit.attacks.score.genetic import Genetic
 from robustaudit.attacks.score.nes import NES
+from robustaudit.attacks.score.sparse_rs import SparseRS
 from robustaudit.attacks.score.spsa import SPSA
 from robustaudit.attacks.score.square import Square
 from robustaudit.attacks.whitebox.apgd import APGD, APGDDLR, APGDT
 from robustaudit.attacks.whitebox.fab import FABT
 from robustaudit.attacks.whitebox.fgsm import FGSM
 from robustaudit.attacks.whitebox.joint import JointInterpretation
-from robustaudit.attacks.whitebox.pgd import PGD
+from robustaudit.attacks.whitebox.pgd import PGD, PGDL0
 from robustaudit.attacks.whitebox.pma import PMA
 from robustaudit.errors import InputError
+from robustaudit.types import Norm
 
 _REGISTRY: dict[str, Callable[[], Attack]] = {
     "fgsm": FGSM,
@@ -40,6 +43,9 @@ _REGISTRY: dict[str, Callable[[], Attack]] = {
     "cgba-h": CGBAH,
     "rays": RayS,
     "surfree": SurFree,
+    "pgd-l0": PGDL0,
+    "sparse-rs": SparseRS,
+    "fgbb": FGBB,
 }
 
 PRESETS: dict[str, tuple[str, ...]] = {
@@ -51,6 +57,15 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "strongest": ("pma", "apgd-ce", "apgd-t", "fab-t", "square"),
 }
 
+
+#: The presets at --norm l0 (pixels): the white-box reference first, then the score-based attacks as the masking
+#: check, as at Linf. Sparse-RS is the strongest L0 attack here (benchmarks/l0.py); fgbb, a minimum-L0 search,
+#: gives the fewest pixels found.
+L0_PRESETS: dict[str, tuple[str, ...]] = {
+    "fast": ("pgd-l0", "sparse-rs"),
+    "standard": ("pgd-l0", "sparse-rs", "fgbb"),
+    "strongest": ("pgd-l0", "sparse-rs", "fgbb"),
+}
 
 #: Settings a preset gives its attacks where they differ from the attacks' defaults. `fast`: APGD-T against the 4
 #: most likely wrong classes, not 9. On PMA's survivors every break APGD-T found came from the 2nd-5th classes
@@ -80,10 +95,12 @@ def get(name: str) -> Attack:
         ) from None
 
 
-def resolve(spec: str) -> list[Attack]:
-    """'fast' | 'standard' | 'strongest' | 'name[,name...]' -> the attacks, in order."""
+def resolve(spec: str, norm: Norm | str | None = None) -> list[Attack]:
+    """'fast' | 'standard' | 'strongest' | 'name[,name...]' -> the attacks, in order (a preset at `norm` l0: its
+    L0 form)."""
     spec = spec.strip().lower()
-    names = PRESETS.get(spec) or tuple(s for s in spec.split(",") if s.strip())
+    presets = L0_PRESETS if norm is not None and Norm.parse(norm) == Norm.L0 else PRESETS
+    names = presets.get(spec) or tuple(s for s in spec.split(",") if s.strip())
     if not names:
         raise InputError("no attack given: use a preset (fast, standard, strongest) or attack names")
     settings = PRESET_SETTINGS.get(spec, {})

@@ -6,6 +6,8 @@ Norms are per example over all non-batch dimensions.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from robustaudit.types import Bounds, Norm
@@ -94,7 +96,48 @@ class L2Ops(NormOps):
         return (x + eps * self.normalize(noise)).clamp(bounds.low, bounds.high)
 
 
-_OPS: dict[Norm, NormOps] = {Norm.LINF: LinfOps(), Norm.L2: L2Ops()}
+def pixels(t: torch.Tensor) -> torch.Tensor:
+    """N × channels × pixels view of a batch: an image N×C×H×W has H·W pixels of C channels; any other input
+    (tables, N×D) has one channel per feature."""
+    per_pixel = t.shape[1] if t.dim() == 4 else 1
+    return t.reshape(len(t), per_pixel, math.prod(t.shape[1:]) // per_pixel)
+
+
+class L0Ops(NormOps):
+    """L0 over pixels (Sparse-RS, Wicker et al.): the number of pixels that differ in any channel."""
+
+    norm = Norm.L0
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (pixels(a - b) != 0).any(1).sum(1).to(a.dtype if a.is_floating_point() else torch.float64)
+
+    def normalize(self, t: torch.Tensor) -> torch.Tensor:
+        """t scaled to unit largest entry per example (the L0 ball has no scale)."""
+        return t / _per_example(_flat(t).abs().amax(1) + _TINY, t)
+
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        return self.normalize(g)
+
+    def project(
+        self, u: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, bounds: Bounds
+    ) -> torch.Tensor:
+        """Clip to the bounds, then keep the eps pixels whose change is largest (squared, summed over channels):
+        the Euclidean projection onto {at most eps pixels changed} ∩ box (Croce & Hein's L0-PGD)."""
+        u = u.clamp(bounds.low, bounds.high)
+        d = pixels(u - x)
+        score = d.pow(2).sum(1)
+        k = (eps if torch.is_tensor(eps) else torch.full((len(x),), float(eps))).to(score.device).long()
+        k = k.clamp(0, score.shape[1])
+        rank = score.argsort(1, descending=True).argsort(1)
+        keep = rank < k[:, None]
+        return x + (d * keep[:, None]).reshape(x.shape)
+
+    def sample_in_ball(self, x: torch.Tensor, eps: float, noise: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+        """eps pixels (those of largest noise) set to x + width·noise, clipped."""
+        return self.project(x + bounds.width * noise, x, eps, bounds)
+
+
+_OPS: dict[Norm, NormOps] = {Norm.LINF: LinfOps(), Norm.L2: L2Ops(), Norm.L0: L0Ops()}
 
 
 def ops_for(norm: Norm) -> NormOps:

@@ -15,7 +15,8 @@ from robustaudit.results import EvalRecord
 
 def write_run(record: EvalRecord, out: str | Path, gallery: tuple[list[int], torch.Tensor] | None = None) -> Path:
     """Write results.json, adversarial.npz, summary.md and report.html into `out` (created if needed); minnorm.json
-    when a minimum-norm attack ran (per attack, the median smallest perturbation found within each query budget);
+    and curves.json (the same) when a minimum-norm attack ran (per attack, the median smallest perturbation found
+    within each query budget);
     gallery.npz with the clean and adversarial images of `gallery` = (example indices, clean inputs)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
@@ -28,11 +29,12 @@ def write_run(record: EvalRecord, out: str | Path, gallery: tuple[list[int], tor
     else:
         (d / "gallery.npz").unlink(missing_ok=True)
     curves = {a.name: a.to_json()["norm_curve"] for a in record.attacks if a.norm_curve}
-    if curves:
-        (d / "minnorm.json.tmp").write_text(json.dumps(curves, indent=2))
-        names.insert(0, "minnorm.json")
-    else:
-        (d / "minnorm.json").unlink(missing_ok=True)  # a stale one from an earlier run into this folder
+    for name in ("minnorm.json", "curves.json"):  # curves.json: the same curves, the name issue 23 asked for
+        if curves:
+            (d / f"{name}.tmp").write_text(json.dumps(curves, indent=2))
+            names.insert(0, name)
+        else:
+            (d / name).unlink(missing_ok=True)  # a stale one from an earlier run into this folder
     tmp = d / "results.json.tmp"
     tmp.write_text(json.dumps(record.to_json(), indent=2))
     with open(d / "adversarial.npz.tmp", "wb") as f:

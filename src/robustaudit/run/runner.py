@@ -12,6 +12,7 @@ from torch import nn
 
 from robustaudit.attacks.base import Attack, inputs_checked
 from robustaudit.attacks.registry import resolve
+from robustaudit.attacks.score.sparse_rs import SparseRS
 from robustaudit.attacks.score.square import Square
 from robustaudit.checks import GRADIENT_FREE_QUERIES, Adaptation, adapt, cascade_flags, choose_adaptations, model_checks
 from robustaudit.errors import AccessError, InputError, RemoteError
@@ -45,7 +46,7 @@ def prepare(
 
 def check_attacks(model: LabelModel, threat: ThreatModel, attacks: str | Sequence[Attack]) -> list[Attack]:
     """The attacks by name or as given, each checked against the model's access level and the threat's norm."""
-    attack_list = resolve(attacks) if isinstance(attacks, str) else list(attacks)
+    attack_list = resolve(attacks, threat.norm) if isinstance(attacks, str) else list(attacks)
     for a in attack_list:
         if Access(model.access) < a.requires:
             raise AccessError(f"attack {a.name!r} needs {a.requires.name.lower()} access, but the model offers only "
@@ -129,7 +130,8 @@ def _cascade(
     correct = (clean_pred == yt) & evaluated
     if target is not None:
         correct &= target.cpu() != yt
-    stages = [(a, naive_model, a.name) for a in attack_list] + _adapted_stages(plan, attack_list, adapted_model)
+    stages = [(a, naive_model, a.name) for a in attack_list] + _adapted_stages(plan, attack_list, adapted_model,
+                                                                               threat.norm)
     robust = correct.clone()
     naive_robust: torch.Tensor | None = None
     stopped: str | None = None
@@ -199,7 +201,7 @@ def _cascade(
                           if f.code == "gradient_masking"]
                 if masked:
                     plan = choose_adaptations(masked, model, eot)
-                    stages += _adapted_stages(plan, attack_list, adapt(model, plan)[1])
+                    stages += _adapted_stages(plan, attack_list, adapt(model, plan)[1], threat.norm)
     flags += cascade_flags(summaries, [a.requires for a, _, _ in stages[: len(summaries)]], n)
     if stopped:
         flags.append(Flag("incomplete", f"the audit stopped early ({stopped}); examples not attacked by every "
@@ -211,6 +213,7 @@ def _cascade(
     n_robust = int(robust.sum())
     linf = ops_for(Norm.LINF).distance(x_adv.double(), xt.double())
     l2 = ops_for(Norm.L2).distance(x_adv.double(), xt.double())
+    l0 = ops_for(Norm.L0).distance(x_adv.double(), xt.double())  # pixels changed: shown per example at --norm l0
     minimum_norm = any(a.norm_curve for a in summaries)  # a minimum-norm attack ran: its smallest distance
     examples = [
         ExampleRecord(
@@ -219,8 +222,9 @@ def _cascade(
             queries=int(oracle.queries[i]), gradients=int(oracle.gradients[i]), evaluated=bool(evaluated[i]),
             naive_robust=None if naive_robust is None else bool(naive_robust[i]),
             adversarial_prediction=int(adversarial[i]) if broken_by[i] and int(adversarial[i]) >= 0 else None,
-            extra={"min_distance": float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None}
-            if minimum_norm else {},
+            extra=({"l0": int(l0[i])} if threat.norm == Norm.L0 else {})
+            | ({"min_distance": float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None}
+               if minimum_norm else {}),
         )
         for i in range(n)
     ]
@@ -246,14 +250,16 @@ def _cascade(
 TAGS = {"log_probabilities": "logp", "straight_through": "bpda", "eot": "eot"}
 
 
-def _adapted_stages(plan: list[Adaptation], attacks: list[Attack],
-                    model: LabelModel) -> list[tuple[Attack, LabelModel, str]]:
-    """The cascade again on the adapted model (named attack+bpda, attack+logp+eot20...), or Square when no
-    gradient could be repaired."""
+def _adapted_stages(plan: list[Adaptation], attacks: list[Attack], model: LabelModel,
+                    norm: Norm = Norm.LINF) -> list[tuple[Attack, LabelModel, str]]:
+    """The cascade again on the adapted model (named attack+bpda, attack+logp+eot20...), or Square (Sparse-RS at
+    L0) when no gradient could be repaired."""
     if not plan:
         return []
     if any(a.name == "gradient_free" for a in plan):
-        return [(Square(n_queries=GRADIENT_FREE_QUERIES), as_score_only(model), "square+gradient-free")]  # type: ignore[arg-type]
+        free: Attack = SparseRS(n_queries=GRADIENT_FREE_QUERIES) if norm == Norm.L0 else \
+            Square(n_queries=GRADIENT_FREE_QUERIES)
+        return [(free, as_score_only(model), f"{free.name}+gradient-free")]  # type: ignore[arg-type]
     tag = "+".join(TAGS[a.name] + (str(a.draws) if a.draws else "") for a in plan)
     return [(a, model, f"{a.name}+{tag}") for a in attacks]
 
