@@ -25,7 +25,8 @@ SMALL = {"pgd": {"steps": 5}, "apgd-ce": {"n_iter": 8}, "apgd-dlr": {"n_iter": 8
          "square": {"n_queries": 40}, "nes": {"n_queries": 60, "samples": 10}, "spsa": {"n_queries": 60, "pairs": 4},
          "genetic": {"n_queries": 60}, "hsja": {"iterations": 2, "init_evals": 10},
          "cgba": {"iterations": 2, "n0": 8}, "cgba-h": {"iterations": 2, "n0": 8}, "rays": {"max_queries": 40},
-         "surfree": {"steps": 3}, "adv2": {"steps": 5}}
+         "surfree": {"steps": 3}, "adv2": {"steps": 5}, "sparse-rs": {"n_queries": 40}, "fgbb": {"max_queries": 40},
+         "pgd-l0": {"steps": 5, "restarts": 1}}
 IMAGE_ONLY = {"adv2"}  # hooks a convolutional layer
 
 
@@ -34,10 +35,14 @@ def small(name: str) -> Attack:
 
 
 def threat_for(name: str, eps: float, dim: int = 64, **kw: object) -> ThreatModel:
-    """Linf at eps where the attack has it, else L2 at the eps of the same corner (eps·√dim)."""
-    if Norm.LINF in get(name).norms:
+    """Linf at eps where the attack has it, else L2 at the eps of the same corner (eps·√dim), else L0 at
+    eps·dim pixels (the sparse attacks)."""
+    norms = get(name).norms
+    if Norm.LINF in norms:
         return ThreatModel(eps=eps, **kw)  # type: ignore[arg-type]
-    return ThreatModel(norm="l2", eps=eps * dim**0.5, **kw)  # type: ignore[arg-type]
+    if Norm.L2 in norms:
+        return ThreatModel(norm="l2", eps=eps * dim**0.5, **kw)  # type: ignore[arg-type]
+    return ThreatModel(norm="l0", eps=max(1, round(eps * dim)), **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +51,7 @@ def setup(digits8: tuple[torch.Tensor, torch.Tensor], trained_cnn: torch.nn.Modu
     return x[1500:1524].clone(), y[1500:1524].clone(), trained_cnn
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 1.0)])
+@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 1.0), ("l0", 8)])
 @pytest.mark.parametrize("name", available())
 def test_contract(setup, name: str, norm: str, eps: float) -> None:
     x, y, net = setup
@@ -150,7 +155,7 @@ def test_tabular_inputs_and_two_classes() -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     k=st.integers(2, 12), seed=st.integers(0, 10_000), name=st.sampled_from(available()),
-    norm=st.sampled_from(["linf", "l2"]), eps=st.floats(0.02, 0.5), tabular=st.booleans(),
+    norm=st.sampled_from(["linf", "l2", "l0"]), eps=st.floats(0.02, 0.5), tabular=st.booleans(),
 )
 def test_random_models_keep_the_contract(k: int, seed: int, name: str, norm: str, eps: float, tabular: bool) -> None:
     """Untrained CNNs and MLPs with 2..12 classes: ball, bounds, verified success, exact counts."""
@@ -167,6 +172,8 @@ def test_random_models_keep_the_contract(k: int, seed: int, name: str, norm: str
     with torch.no_grad():
         y = net(x).argmax(1)
     y[0] = (y[0] + 1) % k  # one clean-misclassified example: never attacked
+    if norm == "l0":
+        eps = float(max(1, round(eps * 14)))  # 1..7 pixels
     counted = Counting(net)
     threat = ThreatModel(norm=norm, eps=eps)
     res = small(name)(TorchModel(counted), x, y, threat, seed=seed)
