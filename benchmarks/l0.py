@@ -1,6 +1,7 @@
 """Sparse (L0, pixels) benchmark on the demo model (digits 32x32), side by side in one run:
 
-- minimum L0 within 1,000 queries per example: `fgbb` (cooperative and random player II) against a random-pixel
+- minimum L0 within 1,000 queries per example: `fgbb` (cooperative and random player II; and SafeCV's MNIST
+  settings: farther-bound manipulation, probability reward) against a random-pixel
   baseline with the same budget (random pixels set to the farther bound, `visit` at a time, until the label
   changes; restarts; the fewest kept) — median over the examples, seconds per example;
 - robust accuracy at eps = 10 pixels and 1,000 queries: Sparse-RS and fgbb (score access), PGD-L0 (white box),
@@ -69,7 +70,8 @@ def main() -> None:
           f"eps {args.eps} pixels of {x[0, 0].numel()}")
     print(f"{'attack':<28}{'median min L0':>14}{'success@eps':>12}{'queries':>9}{'s/example':>10}")
     medians = {}
-    for name, attack in (("fgbb (cooperative)", FGBB()), ("fgbb (random player II)", FGBB(player2="random"))):
+    for name, attack in (("fgbb (cooperative)", FGBB()), ("fgbb (random player II)", FGBB(player2="random")),
+                         ("fgbb (SafeCV: far, p_y)", FGBB(manipulation="far", reward="probability"))):
         t = time.perf_counter()
         r = attack(as_score_only(net), x, y, threat, seed=0)
         assert r.min_distance is not None

@@ -56,6 +56,7 @@ def audit(
     interpreter: str | None = None,
     layer: str | None = None,
     map_weight: float = 0.0,
+    player2: str | None = None,
     checks: bool = True,
     adaptive: bool = True,
     eot: int = 20,
@@ -82,7 +83,8 @@ def audit(
     an image folder or Parquet. `attacks`: a preset (fast, standard, strongest), names, or Attack objects; default:
     as `default_attacks` picks for the access level and norm. `budget`: the
     hard total of queries per example, everything included. `target`: a class index, "second" or "random" for a
-    targeted audit. With `out`, every file the CLI writes is written there (results.json, adversarial.npz,
+    targeted audit. `player2`: fgbb's player II (cooperative, adversarial, random). With `out`, every file the CLI
+    writes is written there (results.json, adversarial.npz,
     summary.md, report.html) and finished shards are committed to its store, so a rerun with `resume` continues.
     `backend="ray"` runs shards on a Ray cluster (`address`, `workers`). With `adaptive` (the default) the
     diagnostics choose adaptations against gradient masking (log-probabilities, EOT over `eot` draws, BPDA, or a
@@ -120,8 +122,8 @@ def audit(
     if attacks is None:
         attacks = default_attacks(Access(m.access), threat.norm, threat.targeted)
     chosen = resolve(attacks, threat.norm) if isinstance(attacks, str) else list(attacks)
-    attack_list = check_attacks(m, threat, _with_map_weight(_with_surrogate(chosen, surrogate, device,
-                                                                            trust_model_file), map_weight))
+    attack_list = check_attacks(m, threat, _with_player2(_with_map_weight(
+        _with_surrogate(chosen, surrogate, device, trust_model_file), map_weight), player2))
     if len(source) == 0:
         raise InputError("the data holds no examples")
     # checked before anything starts: data in memory whole, streamed data (decoded images) its first shard
@@ -366,6 +368,16 @@ def _with_map_weight(attacks: list[Attack], weight: float) -> list[Attack]:
     if not any(isinstance(a, Genetic) for a in attacks):
         raise InputError("--map-weight is used by the genetic attack only; add 'genetic' to --attacks")
     return [dataclasses.replace(a, map_weight=weight) if isinstance(a, Genetic) else a for a in attacks]
+
+
+def _with_player2(attacks: list[Attack], player2: str | None) -> list[Attack]:
+    from robustaudit.attacks.score.fgbb import FGBB
+
+    if player2 is None:
+        return attacks
+    if not any(isinstance(a, FGBB) for a in attacks):
+        raise InputError("--player2 is used by the fgbb attack only; add 'fgbb' to --attacks (at --norm l0)")
+    return [dataclasses.replace(a, player2=player2) if isinstance(a, FGBB) else a for a in attacks]
 
 
 def _name(model: ModelLike | None) -> str | None:

@@ -256,8 +256,10 @@ def show_progress(quiet: bool) -> bool:
     return not quiet
 
 
-EpsOpt = Annotated[str, typer.Option(help="perturbation budget in input units: a number or a fraction (8/255)")]
-NormOpt = Annotated[str, typer.Option(help="linf or l2")]
+EpsOpt = Annotated[str, typer.Option(help="perturbation budget in input units: a number or a fraction (8/255); "
+                                          "at l0 the number of pixels")]
+NormOpt = Annotated[str, typer.Option(help="linf, l2 or l0 (pixels changed, all channels of a pixel count as one; "
+                                           "where the command supports it)")]
 BoundsOpt = Annotated[str, typer.Option(help="valid input range LOW,HIGH")]
 SeedOpt = Annotated[int, typer.Option(help="seed of every random draw")]
 QuietOpt = Annotated[bool, typer.Option(help="no progress bar")]

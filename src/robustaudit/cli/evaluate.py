@@ -49,7 +49,8 @@ def evaluate(
     attacks: Annotated[str | None, typer.Option(help="fast | standard | strongest | NAME[,NAME...]; default: fast "
                                                      "with gradients; square,genetic (l2: square) with scores; "
                                                      "with labels cgba (targeted cgba-h) under l2, rays (targeted "
-                                                     "hsja) under linf")] = None,
+                                                     "hsja) under linf; at l0: pgd-l0,sparse-rs with "
+                                                     "gradients, sparse-rs,fgbb with scores")] = None,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option(help="examples per batch")] = 256,
     bounds: BoundsOpt = "0,1",
@@ -57,6 +58,8 @@ def evaluate(
                                                     "(clean check, diagnostics, attacks, verification)")] = None,
     access: Annotated[str | None, typer.Option(help="gradients | scores | labels (default: the most the model "
                                                     "offers)")] = None,
+    player2: Annotated[str | None, typer.Option(help="fgbb (--norm l0): player II of the game, cooperative | "
+                                                     "adversarial | random")] = None,
     checks: Annotated[bool, typer.Option(help="run the diagnostics")] = True,
     adaptive: Annotated[str, typer.Option(help="auto: adapt the attacks to what the diagnostics find (log-"
                                                "probabilities, EOT, BPDA, gradient-free) and report the naive "
@@ -100,8 +103,8 @@ def evaluate(
     record = audit(model, data, eps=eps_value(eps), norm=norm, attacks=attacks, out=out_dir, resume=resume,
                    backend=backend, seed=seed, batch_size=batch_size, bounds=low_high, budget=budget, access=access,
                    target=target, surrogate=surrogate, starts=starts, interpreter=interpreter, layer=layer,
-                   map_weight=map_weight, checks=checks, adaptive=adaptive == "auto", eot=eot, shard_size=shard_size,
-                   address=address, workers=workers,
+                   map_weight=map_weight, player2=player2, checks=checks, adaptive=adaptive == "auto", eot=eot,
+                   shard_size=shard_size, address=address, workers=workers,
                    data_options=data_options, progress=show_progress(quiet), gate=gate,
                    **model_options.load_kwargs())
     show(record, out_dir)

@@ -15,7 +15,7 @@ from robustaudit.types import Bounds
 @dataclass
 class Saliency:
     """Keypoints as (row, col) centres and σ in pixels, their weights (the mutable categorical distribution), the
-    image size, and where they came from: "sift", "grid" (SIFT found none) or "uniform" (not an image)."""
+    image size, and where they came from: "sift", "grid" (SIFT found none) or "features" (a table's columns)."""
 
     centres: np.ndarray
     sigmas: np.ndarray
@@ -26,9 +26,9 @@ class Saliency:
 
     def sample(self, k: int, count: int, rng: np.random.Generator) -> np.ndarray:
         """`count` pixel indices (row·width + col) drawn from keypoint k's Gaussian, clipped to the image and
-        rounded down (SafeCV's `visit_helper`); uniform over pixels without keypoints."""
-        if self.source == "uniform":
-            return rng.integers(0, self.height * self.width, count)
+        rounded down (SafeCV's `visit_helper`); a table's feature k is itself."""
+        if self.source == "features":
+            return np.full(count, k, dtype=np.int64)
         pts = rng.normal(self.centres[k], self.sigmas[k], size=(count, 2))
         r = np.clip(np.floor(pts[:, 0]), 0, self.height - 1).astype(np.int64)
         c = np.clip(np.floor(pts[:, 1]), 0, self.width - 1).astype(np.int64)
@@ -40,10 +40,12 @@ def sift_saliency(image: torch.Tensor, bounds: Bounds, *, sigma_constant: float 
     """SIFT (OpenCV) on the grey image scaled to 0-255; an image whose larger side is under 100 pixels is first
     enlarged by `inflation` (default 15, SafeCV's constant) and the keypoints mapped back. Weights = response /
     Σ response; σ = (size + `sigma_constant`) / inflation. No keypoint: a 3×3 grid of pseudo-keypoints with
-    σ = side / 4 and equal weights (the spec's fallback). A non-image input (tables): uniform over its features."""
+    σ = side / 4 and equal weights (the spec's fallback). A non-image input (tables): one feature per column, equal
+    weights, so the game learns which columns matter."""
     if image.dim() != 3:
         n = image.numel()
-        return Saliency(np.zeros((1, 2)), np.ones(1), np.ones(1), 1, n, "uniform")
+        centres = np.stack([np.zeros(n), np.arange(n, dtype=np.float64)], 1)
+        return Saliency(centres, np.zeros(n), np.full(n, 1 / n), 1, n, "features")
     cv2 = require("cv2", "the feature-guided attack's SIFT keypoints")
     _, h, w = image.shape
     grey = ((image.double().mean(0) - bounds.low) / bounds.width * 255).clamp(0, 255).round().byte().cpu().numpy()
