@@ -168,3 +168,85 @@ def test_evaluate_cli_at_l0(demo_paths, tmp_path: Path) -> None:
         assert e["l0"] == changed and changed <= 20 and e["queries"] <= 150
     curves = json.loads((out / "curves.json").read_text())
     assert "fgbb" in curves
+
+
+def test_lipschitz_estimate_is_exact_for_a_linear_layer_and_bounds_a_cnn() -> None:
+    from robustaudit.certify.lipschitz import estimate_lipschitz
+
+    lin = torch.nn.Linear(12, 5)
+    L, how = estimate_lipschitz(lin, torch.rand(1, 12))
+    assert pytest.approx(float(torch.linalg.matrix_norm(lin.weight.detach(), 2)), rel=1e-4) == L
+    assert "estimate" in how
+    net = small_cnn(seed=2)
+    x = torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    L, _ = estimate_lipschitz(net, x)
+    exported = torch.export.export(net, (x[:1],)).module()
+    assert estimate_lipschitz(exported, x)[0] == pytest.approx(L, rel=1e-3)  # the graph walk agrees
+    with torch.no_grad():  # no pair of inputs moves the scores more than L allows
+        d = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+        ratio = (net(x + d) - net(x)).norm(dim=1) / d.flatten(1).norm(dim=1)
+    assert float(ratio.max()) <= L
+
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Linear(6, 6)
+
+        def forward(self, v: torch.Tensor) -> torch.Tensor:
+            return v + self.a(v)
+
+    with pytest.raises(InputError, match="feed-forward"):
+        estimate_lipschitz(torch.export.export(Residual(), (torch.rand(1, 6),)).module(), torch.rand(1, 6))
+    with pytest.raises(InputError, match="LayerNorm"):
+        estimate_lipschitz(torch.nn.Sequential(torch.nn.LayerNorm(6), torch.nn.Linear(6, 2)), torch.rand(1, 6))
+
+
+def test_safety_never_certifies_a_region_with_an_adversarial_example(tmp_path: Path) -> None:
+    """On the linear model the exact minimum L0 is known: the certified-safe pixels stay below it."""
+    from robustaudit.commands import safety
+
+    net, x, y, minimum = linear_two_class(48, 5.0, 16, seed=1)
+    L = float(torch.linalg.matrix_norm(net.weight.detach(), 2))
+    r = safety(net, x, y, lipschitz=L, norm="l0", eps=1, out=tmp_path / "s")
+    safe = np.array([p["safe"] for p in r["per_example"]])
+    assert (safe < minimum).all() and r["queries_total"] == len(x) and r["lipschitz_source"] == "given"
+    # L2: the certified radius is below the exact distance to the boundary, |m| / ||Δw||, and within √2·||W|| / ||Δw||
+    dw = (net.weight[0] - net.weight[1]).detach().norm()
+    exact = np.array([p["margin"] for p in r["per_example"]]) / float(dw)
+    radius = np.array([p["radius_l2"] for p in r["per_example"]])
+    assert (radius <= exact + 1e-9).all() and (radius >= exact * float(dw) / (2**0.5 * L) - 1e-9).all()
+    assert {"safety.json", "summary.md", "report.html"} <= {p.name for p in (tmp_path / "s").iterdir()}
+
+
+def test_safety_cli_beside_the_attacks_catches_a_wrong_constant(tmp_path: Path) -> None:
+    net = small_cnn(seed=3)
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=x.numpy(), y=y.numpy())
+    model = tmp_path / "m.pt"
+    torch.jit.script(net).save(str(model))
+    robustaudit.audit(net, x, y, eps=2, norm="l0", out=tmp_path / "ev")
+    base = [sys.executable, "-m", "robustaudit", "safety", "--model", str(model), "--data", str(data), "--eps", "2",
+            "--results", str(tmp_path / "ev")]
+    ok = subprocess.run(base + ["--lipschitz", "10", "--out", str(tmp_path / "a")], capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    r = json.loads((tmp_path / "a" / "safety.json").read_text())
+    assert r["beside"]["broken_but_certified"] == [] and "attack_robust" in r["per_example"][0]
+    # a constant far too small certifies everything, including the examples the attacks broke: exit 1
+    broken = json.loads((tmp_path / "ev" / "results.json").read_text())["robust_accuracy"] < 1
+    bad = subprocess.run(base + ["--lipschitz", "1e-9", "--out", str(tmp_path / "b")], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == (1 if broken else 0), bad.stderr
+    if broken:
+        assert "too small" in bad.stderr
+    est = subprocess.run(base + ["--lipschitz", "estimate", "--out", str(tmp_path / "c")], capture_output=True,
+                         text=True, timeout=300)  # TorchScript: the layers at the input's size, an upper bound
+    assert est.returncode == 0, est.stderr
+    from robustaudit.certify.lipschitz import estimate_lipschitz
+
+    script = json.loads((tmp_path / "c" / "safety.json").read_text())
+    assert script["lipschitz"] >= estimate_lipschitz(net, x)[0] * (1 - 1e-4)
+    assert "estimate" in script["lipschitz_source"] and script["caveats"]

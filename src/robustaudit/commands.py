@@ -626,3 +626,94 @@ def _features(evaluator: ModelLike | None, model_kw: ModelKw) -> tuple[Callable[
         return seen[-1].flatten(1).cpu()
 
     return features, "evaluator features (input of its last linear layer)"
+
+
+def safety(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, lipschitz: float | str = "estimate",
+           norm: str | Norm = "l0", eps: float | str = 1, bounds: Bounds = Bounds(), batch_size: int = 256,
+           results: str | Path | None = None, out: str | Path | None = None, data_options: DataOptions | None = None,
+           **model_kw: Any) -> dict[str, Any]:
+    """The Lipschitz safety guarantee (Wicker, Huang & Kwiatkowska 2018) at score access: per example the margin,
+    the certified L2 radius margin / (√2·L) and the safe region in `norm` (pixels at l0); certified accuracy at
+    `eps`. `lipschitz`: the L2 Lipschitz constant of the scores the model returns, or "estimate" (a local PyTorch
+    model: the product of its layers' spectral norms, marked as an estimate). `results`: an `evaluate` run on the
+    same data, shown beside: a certified example an attack broke means the constant is wrong. One counted score
+    query per example; with `out`, safety.json, summary.md and report.html."""
+    from robustaudit.certify.lipschitz import certify_margin, estimate_lipschitz
+    from robustaudit.models.torch import TorchModel
+    from robustaudit.oracle import Oracle
+    from robustaudit.report.command import safety_report
+
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    x, labels = _xy(data, y, "safety", data_options)
+    check_inputs(x, labels, bounds)
+    m = as_model(model, **model_kw)
+    if Access(m.access) < Access.SCORES:
+        raise InputError("the safety bound needs the model's scores (its margin); this model offers labels only")
+    if isinstance(lipschitz, str) and lipschitz.strip().lower() == "estimate":
+        if not isinstance(m, TorchModel):
+            raise InputError("--lipschitz estimate needs a local PyTorch model; for a remote or ONNX model give the "
+                             "constant: --lipschitz L")
+        constant, source = estimate_lipschitz(m.module, x[:1])
+    else:
+        constant, source = parse_number(lipschitz), "given"
+    oracle = Oracle(m, len(x))
+    scores = torch.cat([oracle.scores(xb, idx) for xb, idx in zip(x.split(batch_size),
+                                                                  torch.arange(len(x)).split(batch_size),
+                                                                  strict=True)]).cpu()
+    if not bool(torch.isfinite(scores).all()):
+        raise InputError("the model returned NaN or infinite scores")
+    check_labels(labels, int(scores.shape[1]))
+    cert = certify_margin(scores, x, labels, constant, threat.norm, threat.eps, bounds)
+    pred = scores.argmax(1)
+    n, k = len(x), int(cert.certified.sum())
+    per = [{"index": i, "label": int(labels[i]), "prediction": int(pred[i]), "margin": float(cert.margin[i]),
+            "radius_l2": float(cert.radius_l2[i]), "safe": float(cert.safe[i]), "certified": bool(cert.certified[i])}
+           for i in range(n)]
+    r: dict[str, Any] = {
+        "model": str(getattr(m, "name", "model")), "n": n, "threat": threat.to_json(), "lipschitz": constant,
+        "lipschitz_source": source, "clean_accuracy": float((pred == labels).float().mean()),
+        "certified_accuracy": k / n, "certified_accuracy_ci95": list(clopper_pearson(k, n)),
+        "safe_unit": "pixels" if threat.norm == Norm.L0 else f"{threat.norm.value} radius",
+        "median_safe": float(cert.safe[pred == labels].median()) if bool((pred == labels).any()) else 0.0,
+        "queries_total": int(oracle.queries.sum()), "per_example": per}
+    if results is not None:
+        r["beside"] = _beside(Path(results), per, threat)
+    r["provenance"] = _provenance(model, x, labels, seed=None, model_kw=model_kw, settings={
+        "lipschitz": constant, "lipschitz_source": source, "norm": threat.norm.value, "eps": threat.eps,
+        "bounds": [bounds.low, bounds.high], "results": None if results is None else str(results)})
+    r["caveats"] = [] if source == "given" else [
+        f"the Lipschitz constant is an {source}: valid for a feed-forward chain only (a residual connection in an "
+        "eager module's forward is not seen), and power iteration approaches each norm from below"]
+    if out is not None:
+        safety_report(r).write(_write_json(out, "safety.json", r), r)
+    return r
+
+
+def _beside(folder: Path, per: list[dict[str, Any]], threat: ThreatModel) -> dict[str, Any]:
+    """The attacks' results of an evaluate run beside the certificates: both are bounds on the true robust
+    accuracy (certified below, attacked above); a certified example that an attack broke contradicts the constant."""
+    path = folder / "results.json" if folder.is_dir() else folder
+    if not path.is_file():
+        raise InputError(f"--results: no results.json at {folder}")
+    res = json.loads(path.read_text())
+    examples = {int(e["index"]): e for e in res.get("examples", [])}
+    if len(examples) != len(per):
+        raise InputError(f"--results holds {len(examples)} examples, the data {len(per)}: give the run on the same "
+                         "data")
+    if res.get("threat", {}).get("norm") != threat.norm.value or float(res["threat"]["eps"]) != threat.eps:
+        raise InputError(f"--results was run at {res.get('threat', {}).get('norm')} eps "
+                         f"{res.get('threat', {}).get('eps')}; the certificate is at {threat.norm.value} eps "
+                         f"{threat.eps:g}")
+    for p in per:
+        e = examples[p["index"]]
+        p["attack_robust"] = bool(e["robust"])
+        p["broken_by"] = e.get("broken_by")
+        if e.get("min_distance") is not None:
+            p["smallest_adversarial"] = e["min_distance"]
+    contradictions = [p["index"] for p in per if p["certified"] and not p["attack_robust"]]
+    return {"robust_accuracy": res["robust_accuracy"], "robust_accuracy_ci95": res["robust_accuracy_ci95"],
+            "certified_and_attack_robust": sum(p["certified"] and p["attack_robust"] for p in per),
+            "attack_robust_not_certified": sum(p["attack_robust"] and not p["certified"] for p in per),
+            "broken_but_certified": contradictions, "attacks": [a["name"] for a in res.get("attacks", [])]}

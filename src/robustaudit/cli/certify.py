@@ -1,4 +1,4 @@
-"""`robustaudit certify` and `robustaudit robustify`."""
+"""`robustaudit certify`, `robustaudit robustify` and `robustaudit safety`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from robustaudit.cli.common import (
     NpzOpt,
     OutOpt,
     QuietOpt,
+    err,
     out,
     parse_bounds,
     show_progress,
@@ -21,6 +22,7 @@ from robustaudit.cli.common import (
 )
 from robustaudit.gate import Gate
 from robustaudit.tracking import Tracking
+from robustaudit.types import DataOptions
 
 
 def certify(
@@ -96,3 +98,41 @@ def robustify(
               f"{stats['training_queries']} target queries ({stats['queries_per_example_step']} per example per "
               f"step); certify it with: robustaudit certify --model {target} --denoiser {out_path} --sigma {sigma:g} "
               "...", highlight=False)
+
+
+def safety(
+    model: Annotated[str, typer.Option(help="any model evaluate accepts, or an http(s) URL (scores needed)")],
+    data: Annotated[Path, typer.Option(help=".npz with x and y (or what evaluate's --data takes)")],
+    lipschitz: Annotated[str, typer.Option(help="L2 Lipschitz constant of the model's scores, or 'estimate' (a "
+                                                "local PyTorch model: product of the layers' spectral norms)")],
+    eps: Annotated[str, typer.Option(help="the region to certify, in --norm units (pixels at l0)")],
+    out_dir: OutOpt,
+    model_options: ModelOptions,
+    data_options: DataOptions,
+    norm: Annotated[str, typer.Option(help="l0 (pixels), l2 or linf")] = "l0",
+    results: Annotated[Path | None, typer.Option(help="an evaluate run (its folder) on the same data and threat, "
+                                                      "shown beside the certificates")] = None,
+    bounds: BoundsOpt = "0,1",
+    batch_size: Annotated[int, typer.Option(help="examples per model call")] = 256,
+) -> None:
+    """The Lipschitz safety guarantee (Wicker, Huang & Kwiatkowska 2018): per example the certified-safe region
+    from the score margin and the Lipschitz constant, certified accuracy at --eps, beside an evaluate run's
+    attacks."""
+    from robustaudit.commands import safety as run_safety
+
+    r = run_safety(model, data, lipschitz=lipschitz, norm=norm, eps=eps, bounds=parse_bounds(bounds),
+                   batch_size=batch_size, results=results, out=out_dir, data_options=data_options,
+                   **model_options.load_kwargs())
+    lo, hi = r["certified_accuracy_ci95"]
+    out.print(f"Lipschitz constant {r['lipschitz']:.4g} ({r['lipschitz_source']})", highlight=False)
+    out.print(f"certified accuracy at {norm} {r['threat']['eps']:g}: {r['certified_accuracy']:.3f} (95% CI "
+              f"{lo:.3f}-{hi:.3f}); median safe region {r['median_safe']:.4g} {r['safe_unit']}", highlight=False)
+    b = r.get("beside")
+    if b is not None:
+        out.print(f"robust accuracy under attack: {b['robust_accuracy']:.3f}; the true figure lies between",
+                  highlight=False)
+        if b["broken_but_certified"]:
+            err.print(f"[bold red]error:[/] {len(b['broken_but_certified'])} certified examples were broken by an "
+                      "attack: the Lipschitz constant is too small", highlight=False)
+            raise typer.Exit(code=1)
+    out.print(f"results written to {out_dir}/ (safety.json, summary.md, report.html)", highlight=False)

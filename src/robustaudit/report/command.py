@@ -195,3 +195,35 @@ def inversion_report(r: dict[str, Any], images: Any, labels: Any, folder: Path) 
                  f"{r['seeds']} seeds × {r['samples_per_class']} per class · public set of {r['public_size']}",
         headline_label="evaluator top-1 accuracy on the reconstructions" if acc else "target queries",
         headline=f"{acc['top1']['mean']:.3f}" if acc else str(r["target_queries"]), tables=tables, plots=plots)
+
+
+def safety_report(r: dict[str, Any]) -> CommandReport:
+    """The Lipschitz safety guarantee: certified accuracy at eps; the attacks' figure beside when given."""
+    t = r["threat"]
+    lo, hi = r["certified_accuracy_ci95"]
+    rows = [["Lipschitz constant (L2, scores)", f"{r['lipschitz']:.4g} ({r['lipschitz_source']})"],
+            ["clean accuracy", f"{r['clean_accuracy']:.3f}"],
+            [f"certified accuracy at {t['norm']} {t['eps']:g}", f"{r['certified_accuracy']:.3f} ({lo:.3f}-{hi:.3f})"],
+            [f"median safe region ({r['safe_unit']}), correct examples", f"{r['median_safe']:.4g}"],
+            ["score queries", str(r["queries_total"])]]
+    b = r.get("beside")
+    if b is not None:
+        blo, bhi = b["robust_accuracy_ci95"]
+        rows += [[f"robust accuracy under attack ({', '.join(b['attacks'])})",
+                  f"{b['robust_accuracy']:.3f} ({blo:.3f}-{bhi:.3f})"],
+                 ["certified and not broken", str(b["certified_and_attack_robust"])],
+                 ["not broken, not certified (the gap)", str(b["attack_robust_not_certified"])],
+                 ["certified but broken (the constant is wrong)", str(len(b["broken_but_certified"]))]]
+    shown = r["per_example"][:50]
+    table = Table(f"per example (first {len(shown)})", ["index", "label", "prediction", "margin", "L2 radius",
+                                                        f"safe ({r['safe_unit']})", "certified", "attacks"],
+                  [[str(p["index"]), str(p["label"]), str(p["prediction"]), f"{p['margin']:.3f}",
+                    f"{p['radius_l2']:.4f}", f"{p['safe']:.4g}", "yes" if p["certified"] else "no",
+                    "-" if "attack_robust" not in p else ("robust" if p["attack_robust"] else
+                                                          f"broken ({p['broken_by']})")] for p in shown])
+    return CommandReport(
+        title=f"Lipschitz safety on {r['model']}",
+        subtitle=f"{r['n']} examples · {t['norm']} eps {t['eps']:g} · certified radius = margin / (√2·L) (Wicker, "
+                 "Huang & Kwiatkowska 2018)",
+        headline_label=f"certified accuracy at {t['norm']} {t['eps']:g}",
+        headline=f"{r['certified_accuracy']:.3f}", tables=[Table("summary", ["", "value"], rows), table])
