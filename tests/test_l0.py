@@ -166,8 +166,12 @@ def test_evaluate_cli_at_l0(demo_paths, tmp_path: Path) -> None:
     for e in res["examples"]:
         changed = int((adv[e["index"]] != x[e["index"]]).reshape(adv.shape[1], -1).any(0).sum())
         assert e["l0"] == changed and changed <= 20 and e["queries"] <= 150
-    curves = json.loads((out / "curves.json").read_text())
-    assert "fgbb" in curves
+    curves = json.loads((out / "curves.json").read_text())["fgbb"]
+    assert set(curves["examples"]) == {str(e["index"]) for e in res["examples"] if e["clean_prediction"] == e["label"]}
+    for e in res["examples"]:  # each example's curve: best L0 within 100 queries, then within its budget of 150
+        c = curves["examples"].get(str(e["index"]))
+        if c is not None:
+            assert list(c) == ["100"] and (c["100"] is None or c["100"] >= e["min_distance"])
 
 
 def test_lipschitz_estimate_is_exact_for_a_linear_layer_and_bounds_a_cnn() -> None:

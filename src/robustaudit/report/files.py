@@ -15,8 +15,9 @@ from robustaudit.results import EvalRecord
 
 def write_run(record: EvalRecord, out: str | Path, gallery: tuple[list[int], torch.Tensor] | None = None) -> Path:
     """Write results.json, adversarial.npz, summary.md and report.html into `out` (created if needed); minnorm.json
-    and curves.json (the same) when a minimum-norm attack ran (per attack, the median smallest perturbation found
-    within each query budget);
+    when a minimum-norm attack ran (per attack, the median smallest perturbation found within each query budget)
+    and curves.json (per attack, that median and each example's own curve: its smallest perturbation within each
+    budget, null before the first);
     gallery.npz with the clean and adversarial images of `gallery` = (example indices, clean inputs)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
@@ -29,9 +30,11 @@ def write_run(record: EvalRecord, out: str | Path, gallery: tuple[list[int], tor
     else:
         (d / "gallery.npz").unlink(missing_ok=True)
     curves = {a.name: a.to_json()["norm_curve"] for a in record.attacks if a.norm_curve}
-    for name in ("minnorm.json", "curves.json"):  # curves.json: the same curves, the name issue 23 asked for
+    per_example = {a: {"median": c, "examples": {str(e.index): e.extra["curves"][a] for e in record.examples
+                                                 if a in e.extra.get("curves", {})}} for a, c in curves.items()}
+    for name, content in (("minnorm.json", curves), ("curves.json", per_example)):
         if curves:
-            (d / f"{name}.tmp").write_text(json.dumps(curves, indent=2))
+            (d / f"{name}.tmp").write_text(json.dumps(content, indent=2))
             names.insert(0, name)
         else:
             (d / name).unlink(missing_ok=True)  # a stale one from an earlier run into this folder

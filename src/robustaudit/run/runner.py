@@ -138,6 +138,7 @@ def _cascade(
     broken_by: list[str | None] = [None] * n
     adversarial = torch.full((n,), -1, dtype=torch.long)  # the verified label of each broken example
     min_distance = torch.full((n,), float("inf"), dtype=torch.float64)
+    curves: dict[int, dict[str, dict[str, float | None]]] = {}  # per example, per minimum-norm attack
     x_adv = xt.clone()
     summaries = []
     with progress_bar(progress) as bar:
@@ -180,6 +181,11 @@ def _cascade(
                     min_distance[batch] = torch.minimum(min_distance[batch], res.min_distance)
                     for b, d in res.distance_at.items():
                         distance_at.setdefault(b, []).append(d)
+                    for j, i in enumerate(batch.tolist()):  # best distance within each budget (None: none yet)
+                        curves.setdefault(i, {})[name] = {
+                            str(b): float(d[j]) if bool(torch.isfinite(d[j])) else None
+                            for b, d in res.distance_at.items()
+                            if threat.max_queries is None or b <= threat.max_queries}
                 done += len(batch)
                 summary.seconds += res.seconds
                 summary.gradients += int(res.gradients.sum())
@@ -224,7 +230,8 @@ def _cascade(
             adversarial_prediction=int(adversarial[i]) if broken_by[i] and int(adversarial[i]) >= 0 else None,
             extra=({"l0": int(l0[i])} if threat.norm == Norm.L0 else {})
             | ({"min_distance": float(min_distance[i]) if bool(torch.isfinite(min_distance[i])) else None}
-               if minimum_norm else {}),
+               if minimum_norm else {})
+            | ({"curves": curves[i]} if i in curves else {}),
         )
         for i in range(n)
     ]
