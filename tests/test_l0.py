@@ -69,24 +69,24 @@ def linear_two_class(d: int, bias: float, n: int, seed: int) -> tuple[torch.nn.L
 
 
 def test_fgbb_and_sparse_rs_against_the_exact_minimum_of_a_linear_model() -> None:
-    net, x, y, minimum = linear_two_class(48, 5.0, 16, seed=1)
-    assert 2 <= np.median(minimum) <= 10
+    net, x, y, minimum = linear_two_class(48, 12.0, 16, seed=1)
+    assert 5 <= np.median(minimum) <= 10
     counted = Counting(net)
-    budget = 600
+    budget = 1000
     res = FGBB(max_queries=budget)(as_score_only(TorchModel(counted)), x, y,
                                    ThreatModel(norm="l0", eps=48), seed=0)
     found = L0.distance(res.x_adv, x).numpy()
     with torch.no_grad():
         assert bool((net(res.x_adv).argmax(1) != y).all())
     assert (found >= minimum).all()  # never below the exact minimum
-    assert (found - minimum <= 1).mean() >= 0.6, (found, minimum)  # and at it (within 1 pixel) on most
+    assert (found - minimum <= 1).mean() >= 0.75, (found, minimum)  # and at it (within 1 pixel) on most
     assert res.min_distance is not None and np.array_equal(res.min_distance.numpy(), found)
     # the attack's own budget, plus the clean check and the verification of its point
     assert int(res.queries.sum()) == counted.forward_rows and int(res.queries.max()) <= budget + 2
     # Sparse-RS at a fixed eps: never fooled below the minimum, fooled at the minimum (+1) on most
     for eps in (int(np.median(minimum)) - 1, int(np.median(minimum)) + 1):
         counted = Counting(net)
-        r = SparseRS(n_queries=300)(as_score_only(TorchModel(counted)), x, y, ThreatModel(norm="l0", eps=eps), seed=0)
+        r = SparseRS(n_queries=1000)(as_score_only(TorchModel(counted)), x, y, ThreatModel(norm="l0", eps=eps), seed=0)
         s = r.success.numpy()
         assert not s[minimum > eps].any()
         if (minimum <= eps).any():
@@ -128,11 +128,11 @@ def test_fgbb_budget_is_exact_and_never_exceeded(trained_cnn, digits8) -> None:
 
 
 def test_pgd_l0_reaches_a_closed_form_point_on_a_linear_model() -> None:
-    net, x, y, minimum = linear_two_class(48, 5.0, 16, seed=1)
+    net, x, y, minimum = linear_two_class(48, 12.0, 16, seed=1)
     eps = int(np.median(minimum)) + 1
     res = PGDL0()(TorchModel(net), x, y, ThreatModel(norm="l0", eps=eps), seed=0)
     s = res.success.numpy()
-    assert not s[minimum > eps].any() and s[minimum <= eps].mean() >= 0.8
+    assert not s[minimum > eps].any() and s[minimum <= eps].mean() >= 0.6  # a heuristic projection: not exact
     assert bool((L0.distance(res.x_adv, x) <= eps).all())
 
 

@@ -28,7 +28,8 @@ class FGBB(Attack):
     """Feature-guided black-box attack, L0 (pixels), score-based; Wicker, Huang & Kwiatkowska, TACAS 2018.
 
     SIFT keypoints make a saliency distribution (a mixture of Gaussians over pixels weighted by response; a table:
-    one feature per column). A two-player game: player I picks a feature, player II the `visit` pixels inside it
+    one feature per column, weighted by DeepGame's grey-box probes — each column alone at either bound, 2 queries
+    per column when that is at most half the budget). A two-player game: player I picks a feature, player II the `visit` pixels inside it
     (sampled from its Gaussian) and how to change them: `manipulation` "vertex" sets each to a random vertex of the
     box other than its value (every channel at a bound, so either direction; Sparse-RS's values), "far" to the
     farther bound in every channel (SafeCV's MNIST manipulation) — `player2` cooperative keeps the best of
@@ -136,6 +137,9 @@ class _Game:
             return
         s0 = float(self.query(self.x)[0][0])
         self.scale = max(abs(s0), 1e-6) if self.a.reward == "margin" else 1.0  # rewards as fractions of the margin
+        self.probed: dict[int, torch.Tensor] = {}
+        if self.sal.source == "features":
+            self.probe(s0)
         weights = self.sal.weights.copy()
         learnt = self.sal.weights.copy()  # the playouts' distribution, learnt across playouts
         plays = np.zeros(len(weights))
@@ -200,8 +204,34 @@ class _Game:
                     break
         return Move(np.array(out, dtype=np.int64), torch.stack(vals, 1) if vals else self.flat[:, :0])
 
+    def probe(self, s0: float) -> None:
+        """Tables (no SIFT): DeepGame's grey-box features — each column set alone to its lower and to its upper
+        bound (2 queries per column, when that is at most half the budget left); a column's weight is its larger
+        drop of the score, and its manipulation from then on the bound that gave it."""
+        n, b = self.n_pix, self.ctx.threat.bounds
+        left = self.ctx.oracle.budget_left(self.idx)
+        if 2 * n > int(left[0]) // 2:
+            return
+        lows = [Move(np.array([p]), torch.full_like(self.flat[:, :1], b.low)) for p in range(n)]
+        highs = [Move(np.array([p]), torch.full_like(self.flat[:, :1], b.high)) for p in range(n)]
+        moves = lows + highs
+        scores, adv = self.query(torch.cat([self.image(m) for m in moves]))
+        if adv.any():
+            j = int(np.flatnonzero(adv)[0])
+            self.track.update(self.image(moves[j]), self.idx, self.ctx.oracle.queries[self.idx.cpu()])
+            self.best = 1
+        drop = s0 - scores.reshape(2, n)
+        side = drop.argmax(0)
+        for p in range(n):
+            self.probed[p] = moves[p + n * int(side[p])].vals[:, 0]
+        gain = np.clip(drop.max(0), 0, None) + 1e-3 * max(float(drop.max()), 1e-12) / n  # no column is ruled out
+        self.sal.weights = gain / gain.sum()
+
     def manipulate(self, p: int) -> torch.Tensor:
-        """The new value of pixel p: the farther bound per channel, or a random vertex other than its value."""
+        """The new value of pixel p: a probed column's best bound, else the farther bound per channel, or a random
+        vertex other than its value."""
+        if p in self.probed:
+            return self.probed[p]
         if self.a.manipulation == "far":
             return self.far[:, p]
         b = self.ctx.threat.bounds
