@@ -29,8 +29,8 @@ class FGBB(Attack):
 
     SIFT keypoints make a saliency distribution (a mixture of Gaussians over pixels weighted by response; a table:
     one feature per column, weighted by DeepGame's grey-box probes — each column alone at either bound, 2 queries
-    per column when that is at most half the budget). A two-player game: player I picks a feature, player II the `visit` pixels inside it
-    (sampled from its Gaussian) and how to change them: `manipulation` "vertex" sets each to a random vertex of the
+    per column when that is at most half the budget). A two-player game: player I picks a feature, player II the
+    `visit` pixels inside it (sampled from its Gaussian) and how to change them: `manipulation` "vertex" sets each to a random vertex of the
     box other than its value (every channel at a bound, so either direction; Sparse-RS's values), "far" to the
     farther bound in every channel (SafeCV's MNIST manipulation) — `player2` cooperative keeps the best of
     `candidates` samples for the attacker, adversarial the worst, random one sample. MCTS picks the first feature
