@@ -30,20 +30,20 @@ class FGBB(Attack):
     SIFT keypoints make a saliency distribution (a mixture of Gaussians over pixels weighted by response; a table:
     one feature per column, weighted by DeepGame's grey-box probes — each column alone at either bound, 2 queries
     per column when that is at most half the budget). A two-player game: player I picks a feature, player II the
-    `visit` pixels inside it (sampled from its Gaussian) and how to change them: `manipulation` "vertex" sets each to a random vertex of the
-    box other than its value (every channel at a bound, so either direction; Sparse-RS's values), "far" to the
-    farther bound in every channel (SafeCV's MNIST manipulation) — `player2` cooperative keeps the best of
-    `candidates` samples for the attacker, adversarial the worst, random one sample. MCTS picks the first feature
-    with the intended UCB, weight + `exploration`·√(log N / (n_k + 1)) (the official code's bonus is always 0:
-    `safecv_compat=True` reproduces that); a DFMCS playout then adds features sampled from the playouts' mutable
-    distribution, reverting a move that raises the score to lower and reweighting the feature by the drop / 5,
-    until the label changes (or the playout can no longer beat the best); backtracking restores the changed pixels
-    in clusters of `backtrack`, then one by one, whenever the image stays adversarial. The root feature's weight
-    moves by the playout's total drop. The score (`reward`) is SafeCV's true-class probability ("probability") or
-    the log-probability margin ("margin", default: the probability saturates far from the boundary and stops
-    guiding the search); drops are measured as fractions of the clean margin. The playouts' distribution is shared
-    across playouts, so what one playout learns guides the next (SafeCV keeps it per node).
-    A minimum-norm attack: it searches until the budget (`max_queries` per example when the threat sets none) and
+    `visit` pixels inside it (sampled from its Gaussian) and how to change them: `manipulation` "vertex" sets each
+    to a random vertex of the box other than its value (every channel at a bound, so either direction; Sparse-RS's
+    values), "far" to the farther bound in every channel (SafeCV's MNIST manipulation) — `player2` cooperative keeps
+    the best of `candidates` samples for the attacker, adversarial the worst, random one sample. MCTS picks the
+    first feature with the intended UCB, weight + `exploration`·√(log N / (n_k + 1)) (the official code's bonus is
+    always 0: `safecv_compat=True` reproduces that); a DFMCS playout then adds features sampled from the playouts'
+    mutable distribution, reverting a move that raises the score to lower and reweighting the feature by the drop /
+    5, until the label changes (or the playout can no longer beat the best); backtracking restores the changed
+    pixels in clusters of `backtrack`, then one by one, whenever the image stays adversarial. The root feature's
+    weight moves by the playout's total drop. The score (`reward`) is SafeCV's true-class probability
+    ("probability") or the log-probability margin ("margin", default: the probability saturates far from the
+    boundary and stops guiding the search); drops are measured as fractions of the clean margin. The playouts'
+    distribution is shared across playouts, so what one playout learns guides the next (SafeCV keeps it per node). A
+    minimum-norm attack: it searches until the budget (`max_queries` per example when the threat sets none) and
     returns the fewest pixels found; success means at most eps pixels. Cost: 1 query per candidate move, per
     backtracking test, and 1 for the clean scores.
 
