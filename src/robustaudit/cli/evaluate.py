@@ -144,7 +144,7 @@ def show(record: EvalRecord, where: Path) -> None:
                   f"correlation with the clean map is {s['mean_pearson']:.3f} on average, top-10% IoU "
                   f"{s['mean_topk_iou']:.3f}", highlight=False)
     files = "report.html, results.json, adversarial.npz, summary.md" + (
-        ", minnorm.json" if (where / "minnorm.json").is_file() else "")
+        ", minnorm.json, curves.json" if (where / "minnorm.json").is_file() else "")
     out.print(f"results written to {where}/ ({files})", highlight=False)
 
 
