@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/topk.py
 	$(BIN)/python benchmarks/certify.py
 	$(BIN)/python benchmarks/adaptive.py
+	$(BIN)/python benchmarks/l0.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers
@@ -48,6 +49,7 @@ bench-peers: .venv-peers/.installed
 	.venv-peers/bin/python benchmarks/blackbox.py
 	.venv-peers/bin/python benchmarks/decision.py
 	.venv-peers/bin/python benchmarks/adaptive.py
+	.venv-peers/bin/python benchmarks/l0.py
 
 clean:
 	rm -rf $(VENV) .venv-peers demo-report
