@@ -717,3 +717,42 @@ def _beside(folder: Path, per: list[dict[str, Any]], threat: ThreatModel) -> dic
             "certified_and_attack_robust": sum(p["certified"] and p["attack_robust"] for p in per),
             "attack_robust_not_certified": sum(p["attack_robust"] and not p["certified"] for p in per),
             "broken_but_certified": contradictions, "attacks": [a["name"] for a in res.get("attacks", [])]}
+
+
+def explain(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, methods: str,
+            target: str | int = "prediction", seed: int = 0, seeds: int = 3, neighbourhood: str = "gaussian:0.1",
+            features: str = "pixels", n_samples: int = 1000, sigma: float = 0.1, baseline: float = 0.0,
+            n_eval: int = 200, k: int | None = None, budget: int | None = None, access: str | None = None,
+            global_top: int = 15, surrogate: str = "tree", bounds: Bounds = Bounds(), out: str | Path | None = None,
+            progress: bool = False, data_options: DataOptions | None = None, **model_kw: Any) -> dict[str, Any]:
+    """Explain what the model relies on (Han, Srinivas & Lakkaraju 2022): attributions by each of `methods`
+    (gradient methods need a local PyTorch model; query-based ones work at score access, remote included, every
+    forward counted and capped by `budget`), their faithfulness on `neighbourhood` with the recommended method, and
+    for tables the global probing + surrogate. With `out`: attributions.npz, explanations.json, summary.md,
+    report.html."""
+    from robustaudit.explain.explainers import Settings
+    from robustaudit.explain.run import explain_all, write_explanations
+
+    source = _source(data, y, data_options or DataOptions())
+    if len(source) == 0:
+        raise InputError("the data holds no examples")
+    x, labels = source.read(0, len(source))
+    check_inputs(x, torch.zeros(len(x), dtype=torch.long) if labels is None else labels, bounds)
+    from robustaudit.api import _access
+
+    m = as_model(model, access=_access(access), **model_kw)
+    settings = Settings(n_samples=n_samples, sigma=sigma, baseline=baseline, features=features)
+    doc, maps = explain_all(m, x, labels, methods=methods, target=target, seed=seed, seeds=seeds,
+                            neighbourhood=neighbourhood, settings=settings, n_eval=n_eval, k=k, budget=budget,
+                            global_top=global_top, surrogate=surrogate, progress=progress)
+    doc["model"] = str(getattr(m, "name", "model"))
+    doc["provenance"] = _provenance(model, x, torch.zeros(len(x), dtype=torch.long) if labels is None else labels,
+                                    seed=seed, model_kw=model_kw, settings={
+                                        "methods": doc["methods"], "target": str(target), "seeds": seeds,
+                                        "neighbourhood": neighbourhood, "features": features, "n_samples": n_samples,
+                                        "sigma": sigma, "baseline": baseline, "n_eval": n_eval, "budget": budget,
+                                        "access": access})
+    doc["caveats"] = []
+    if out is not None:
+        write_explanations(out, doc, maps, x)
+    return doc

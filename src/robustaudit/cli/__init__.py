@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from robustaudit.cli import certify, check, evaluate, runs, tools, topk, transfer
+from robustaudit.cli import certify, check, evaluate, explain, runs, tools, topk, transfer
 from robustaudit.cli.common import command, out
 from robustaudit.cli.ownership import app as ownership_app
 from robustaudit.cli.privacy import app as privacy_app
@@ -46,6 +46,7 @@ command(app, model=True, remote=True, gate=True)(certify.certify)
 command(app, model=True, remote=True)(certify.robustify)
 command(app, model=True, remote=True, data=True)(certify.safety)
 command(app)(check.check)
+command(app, model=True, remote=True, data=True)(explain.explain)
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(ownership_app, name="ownership")

@@ -227,3 +227,82 @@ def safety_report(r: dict[str, Any]) -> CommandReport:
                  "Huang & Kwiatkowska 2018)",
         headline_label=f"certified accuracy at {t['norm']} {t['eps']:g}",
         headline=f"{r['certified_accuracy']:.3f}", tables=[Table("summary", ["", "value"], rows), table])
+
+
+def explain_report(doc: dict[str, Any], maps: dict[str, Any], x: Any) -> CommandReport:
+    """Explanations: the recommended method, the faithfulness table, the maps side by side (images) or the
+    attributions and global importances (tables)."""
+
+    def ci(v: dict[str, Any]) -> str:
+        return "-" if v["ci95"] is None else f"{v['ci95'][0]:.4g} to {v['ci95'][1]:.4g}"
+
+    f = doc["faithfulness"]
+    rows = [[m + (" (recommended)" if m == doc["recommended"] else ""), f"{f[m]['lfa_loss']['mean']:.4g}",
+             ci(f[m]["lfa_loss"]), f"{f[m]['pgi']['mean']:.4g}", f"{f[m]['pgu']['mean']:.4g}"]
+            for m in sorted(f, key=lambda m: f[m]["lfa_loss"]["mean"])]
+    tables = [Table(f"faithfulness on {doc['neighbourhood']} ({doc['seeds']} seeds; PGI/PGU at k = "
+                    f"{doc['settings']['k'][0]} features)",
+                    ["method", "LFA loss (lower is better)", "95% CI over seeds", "PGI (higher)", "PGU (lower)"], rows)]
+    g = doc.get("global")
+    if g is not None:
+        lo, hi = g["fidelity_ci95"]
+        tables.append(Table(f"global: {g['kind']} surrogate on the top {len(g['top'])} probed features",
+                            ["", "value"],
+                            [["top features", ", ".join(g["features"])],
+                             ["fidelity to the black box (held out)", f"{g['fidelity']:.3f} ({lo:.3f}-{hi:.3f}, "
+                              f"{g['heldout_rows']} rows)"],
+                             ["rules", "; ".join(g["rules"].splitlines()) if g["kind"] == "logistic" else
+                              f"a depth-4 tree, {g['rules'].count(chr(10))} lines in explanations.json"]]))
+    return CommandReport(
+        title="Explanations", subtitle=f"{doc['n']} examples · methods {', '.join(doc['methods'])} · target "
+                                       f"{doc['target']} · features {doc['features']} · {doc['queries_total']} "
+                                       "queries",
+        headline_label=f"most faithful on {doc['neighbourhood']}", headline=doc["recommended"], tables=tables,
+        plots=_explain_plots(doc, maps, x))
+
+
+def _explain_plots(doc: dict[str, Any], maps: dict[str, Any], x: Any) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = doc["methods"]
+    plots = []
+    if x.ndim == 4:
+        shown = min(4, len(x))
+        fig, axes = plt.subplots(shown, len(methods) + 1, figsize=(1.6 * (len(methods) + 1), 1.7 * shown),
+                                 squeeze=False)
+        for r in range(shown):
+            img = x[r].transpose(1, 2, 0)
+            axes[r][0].imshow(img[..., 0] if img.shape[-1] == 1 else np.clip(img, 0, 1), cmap="gray")
+            axes[r][0].set_title("input" if r == 0 else "", fontsize=8)
+            for c, m in enumerate(methods, start=1):
+                a = maps[m][r].sum(0)
+                v = float(np.abs(a).max()) or 1.0
+                axes[r][c].imshow(a, cmap="bwr", vmin=-v, vmax=v)
+                if r == 0:
+                    axes[r][c].set_title(m, fontsize=8)
+        for ax in axes.flat:
+            ax.axis("off")
+        plots.append(("attribution maps (red supports the explained class, blue opposes it)", png(fig)))
+    else:
+        top = np.argsort(-np.abs(maps[methods[0]][0]))[:20]
+        fig, ax = plt.subplots(figsize=(7, 3))
+        width = 0.8 / len(methods)
+        for j, m in enumerate(methods):
+            ax.bar(np.arange(len(top)) + j * width, maps[m][0][top], width, label=m)
+        ax.set_xticks(np.arange(len(top)) + 0.4, [f"x{t}" for t in top], rotation=90, fontsize=7)
+        ax.legend(fontsize=7)
+        plots.append(("example 0: attributions of its 20 largest features", png(fig)))
+    g = doc.get("global")
+    if g is not None:
+        imp = np.array(g["importance"])
+        order = np.argsort(-imp)[:30]
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.bar(range(len(order)), imp[order])
+        ax.set_xticks(range(len(order)), [f"x{t}" for t in order], rotation=90, fontsize=7)
+        ax.set_ylabel("probe importance")
+        plots.append(("global probing importance (30 largest)", png(fig)))
+    return plots
