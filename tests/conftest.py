@@ -116,18 +116,19 @@ def demo_subset(demo_paths: tuple[str, str], folder: Path, n: int) -> Path:
     return path
 
 
-def serve_label_only(model: nn.Module) -> tuple[str, object]:
-    """A real `robustaudit serve` of the model at label access on a free local port: (URL, uvicorn server)."""
+def serve_label_only(model: nn.Module, labels: bool = True) -> tuple[str, object]:
+    """A real `robustaudit serve` of the model at label access (scores with `labels=False`) on a free local port:
+    (URL, uvicorn server)."""
     import uvicorn
 
     from robustaudit.models.torch import TorchModel
-    from robustaudit.models.wrappers import as_label_only
+    from robustaudit.models.wrappers import as_label_only, as_score_only
     from robustaudit.serve import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    served = as_label_only(TorchModel(model))
+    served = as_label_only(TorchModel(model)) if labels else as_score_only(TorchModel(model))
     server = uvicorn.Server(uvicorn.Config(create_app(served), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
