@@ -84,8 +84,9 @@ def evaluate(
                                                      "a local cluster")] = None,
     workers: Annotated[int | None, typer.Option(help="Ray workers (default: one per CPU of the cluster)")] = None,
     interpreter: Annotated[str | None, typer.Option(help="gradient | smoothgrad | gradxinput | ig | gradcam | cam: "
-                                                         "add, per broken example, how similar the interpreter's map of the "
-                                                         "adversarial input is to the clean one (PyTorch models)")]
+                                                         "add, per broken example, how similar the interpreter's map "
+                                                         "of the adversarial input is to the clean one (PyTorch "
+                                                         "models)")]
     = None,
     layer: Annotated[str | None, typer.Option(help="the interpreter's layer (gradcam, cam; default: the last "
                                                    "Conv2d)")] = None,
