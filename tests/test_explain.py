@@ -59,15 +59,19 @@ def test_every_explainer_meets_its_linear_identity() -> None:
     assert float(a.sum()) == pytest.approx(float(lin.weight[0] @ x[0]), rel=1e-3)
 
 
-def test_query_explainers_through_serve_count_what_the_server_saw() -> None:
+def test_query_explainers_through_serve_count_what_the_server_saw(tmp_path: Path) -> None:
     lin, x, t = _linear(seed=1)
     url, server = serve_label_only(lin, labels=False)
     try:
         before = served_examples(url)
-        doc = explain(url, x, t, methods="occlusion,lime,kernelshap", target="label", seeds=1, n_samples=300,
-                      n_eval=20, global_top=0, budget=2000, bounds=Bounds(0.0, 1.0))
+        doc = explain(url, x, t, methods="occlusion,lime,kernelshap", target="label", seeds=1, n_samples=2000,
+                      n_eval=20, global_top=0, budget=7000, bounds=Bounds(0.0, 1.0), out=tmp_path)
         assert doc["queries_total"] == served_examples(url) - before
-        assert max(doc["queries_per_example"]) <= 2000
+        assert max(doc["queries_per_example"]) <= 7000
+        maps = np.load(tmp_path / "attributions.npz")
+        w = lin.weight.detach()[t]
+        for m in maps.files:  # the identities hold through the server too
+            assert _cos(torch.from_numpy(maps[m]), w * x) >= (0.99 if m == "kernelshap" else 0.999), m
         with pytest.raises(AccessError, match="gradients"):
             explain(url, x, t, methods="saliency,lime", seeds=1, global_top=0)
         with pytest.raises(InputError, match="budget"):
