@@ -657,7 +657,10 @@ def safety(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, l
                              "constant: --lipschitz L")
         constant, source = estimate_lipschitz(m.module, x[:1])
     else:
-        constant, source = parse_number(lipschitz), "given"
+        try:
+            constant, source = float(lipschitz), "given"
+        except ValueError:
+            raise InputError(f"--lipschitz must be a positive number or 'estimate', got {lipschitz!r}") from None
     oracle = Oracle(m, len(x))
     scores = torch.cat([oracle.scores(xb, idx) for xb, idx in zip(x.split(batch_size),
                                                                   torch.arange(len(x)).split(batch_size),

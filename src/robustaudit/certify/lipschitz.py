@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robustaudit.errors import InputError
+from robustaudit.ops.losses import margin
 from robustaudit.ops.lp import pixels
 from robustaudit.types import Bounds, Norm
 
@@ -193,18 +194,12 @@ class Certificate:
     certified: torch.Tensor  # correctly classified and safe at eps
 
 
-def margins(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    z = scores.double()
-    other = z.scatter(1, y[:, None], float("-inf")).amax(1)
-    return z.gather(1, y[:, None])[:, 0] - other
-
-
 def certify_margin(scores: torch.Tensor, x: torch.Tensor, y: torch.Tensor, lipschitz: float, norm: Norm,
                    eps: float, bounds: Bounds) -> Certificate:
     """The certificate of every example from its scores (a misclassified example has radius 0)."""
     if not lipschitz > 0 or not math.isfinite(lipschitz):
         raise InputError(f"the Lipschitz constant must be a positive number, got {lipschitz}")
-    m = margins(scores, y.to(scores.device)).cpu()
+    m = margin(scores.double(), y.to(scores.device)).cpu()
     r = (m.clamp_min(0) / (math.sqrt(2) * lipschitz))
     if norm == Norm.L2:
         safe = r

@@ -35,7 +35,10 @@ class Neighbourhood:
     def parse(text: str, baseline: float = 0.0) -> Neighbourhood:
         name, _, arg = text.strip().lower().partition(":")
         if name == "gaussian":
-            sigma = float(arg) if arg else 0.1
+            try:
+                sigma = float(arg) if arg else 0.1
+            except ValueError:
+                raise InputError(f"gaussian:σ needs a number, got {arg!r}") from None
             if not sigma > 0:
                 raise InputError(f"gaussian:σ needs σ > 0, got {arg}")
             return Neighbourhood("gaussian", sigma, baseline)
@@ -79,12 +82,12 @@ def lfa_loss(f: torch.Tensor, u: torch.Tensor, a: torch.Tensor) -> float:
     return float(((r - r.mean()) ** 2).mean())
 
 
-def evaluate(scores: Scores, x: torch.Tensor, mask: torch.Tensor, attributions: dict[str, torch.Tensor],
+def evaluate(scores: Scores, x: torch.Tensor, f0: float, mask: torch.Tensor, attributions: dict[str, torch.Tensor],
              nb: Neighbourhood, *, n: int, k: int, draws: int, g: torch.Generator) -> dict[str, dict[str, float]]:
-    """Per method: LFA loss on n fresh samples (the same samples for every method), PGI and PGU at k features."""
+    """Per method (f0: the explained score at x): LFA loss on n fresh samples (the same samples for every method),
+    PGI and PGU at k features."""
     xs, u = nb.sample(x, mask, n, g)
     f = scores(xs)
-    f0 = float(scores(x[None])[0])
     out: dict[str, dict[str, float]] = {}
     n_features = int(mask.max()) + 1
     k = max(1, min(k, n_features))

@@ -24,14 +24,14 @@ def feature_mask(x: torch.Tensor, kind: str = "pixels") -> torch.Tensor:
     if name == "pixels":
         ids = torch.arange(h * w).reshape(1, h, w)
     elif name == "patches":
-        k = int(arg or 4)
+        k = _whole(arg, 4, kind)
         if k < 1:
             raise InputError(f"patches:K needs K >= 1, got {k}")
         rows, cols = torch.arange(h)[:, None] // k, torch.arange(w)[None, :] // k
         ids = (rows * ((w + k - 1) // k) + cols)[None]
     elif name == "superpixels":
         segmentation = require("skimage.segmentation", "superpixel features")
-        n = int(arg or 50)
+        n = _whole(arg, 50, kind)
         img = x.detach().cpu().permute(1, 2, 0).double().numpy()
         seg = segmentation.slic(img, n_segments=n, compactness=0.1 if c == 1 else 10.0, start_label=0,
                                 channel_axis=-1)
@@ -40,6 +40,13 @@ def feature_mask(x: torch.Tensor, kind: str = "pixels") -> torch.Tensor:
     else:
         raise InputError(f"unknown features {kind!r}: use pixels, patches:K or superpixels[:N]")
     return ids.expand(c, h, w).clone()
+
+
+def _whole(arg: str, default: int, kind: str) -> int:
+    try:
+        return int(arg) if arg else default
+    except ValueError:
+        raise InputError(f"features {kind!r}: the number after ':' must be a whole number") from None
 
 
 def group_sizes(mask: torch.Tensor) -> torch.Tensor:

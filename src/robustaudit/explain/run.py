@@ -50,7 +50,7 @@ def explain_all(model: LabelModel, x: torch.Tensor, labels: torch.Tensor | None,
     kk = [k or max(1, round(0.2 * f)) for f in n_features]
     tabular = x.dim() == 2 and global_top > 0
     per_seed = [m for m in names if m in QUERY_METHODS]
-    eval_cost = n_eval + 1 + len(names) * 2 * (1 if nb.kind == "removal" else draws)
+    eval_cost = n_eval + len(names) * 2 * (1 if nb.kind == "removal" else draws)
     cost = [1 + sum(settings.queries(m, f) * (seeds if m in STOCHASTIC else 1) for m in per_seed) + seeds * eval_cost
             + (x.shape[1] + 1 if tabular else 0) for f in n_features]
     if budget is not None and max(cost) > budget:
@@ -90,8 +90,9 @@ def explain_all(model: LabelModel, x: torch.Tensor, labels: torch.Tensor | None,
                     def score(xs: torch.Tensor, i: int = i) -> torch.Tensor:
                         return oracle.scores(xs, torch.full((len(xs),), i, dtype=torch.long)).cpu()[:, int(t[i])]
 
-                    per_example.append(evaluate(score, x[i].cpu(), masks[i], {m: maps[m][i] for m in names}, nb,
-                                                n=n_eval, k=kk[i], draws=draws, g=g))
+                    per_example.append(evaluate(score, x[i].cpu(), float(scores0[i, int(t[i])]), masks[i],
+                                                {m: maps[m][i] for m in names}, nb, n=n_eval, k=kk[i], draws=draws,
+                                                g=g))
                     bar.advance(task)
                 for m in names:
                     for key in ("lfa_loss", "pgi", "pgu"):
