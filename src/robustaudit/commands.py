@@ -759,3 +759,161 @@ def explain(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, 
     if out is not None:
         write_explanations(out, doc, maps, x)
     return doc
+
+
+def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: str | Path,
+           recipe: str | Callable[..., torch.nn.Module] | None = None, test: DataLike | None = None,
+           eps: float | str, norm: str | Norm = "linf", bounds: Bounds = Bounds(), epochs: int = 10,
+           lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 64, steps: int = 7, beta: float = 6.0,
+           sources: Sequence[ModelLike] = (), attackers: Sequence[ModelLike] = (), pick: int = 4, copies: int = 1,
+           baseline: ModelLike | None = None, audit: str = "fast", audit_n: int | None = None,
+           transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 32, reg: float = 1e-3,
+           solver: str = "clarabel", seed: int = 0, progress: bool = False, data_options: DataOptions | None = None,
+           **model_kw: Any) -> dict[str, Any]:
+    """Harden a model and audit the result against the unhardened one with our own commands (threat model per
+    method): `pgd-at` / `trades` (white box; audited by `audit` = evaluate with the `audit` preset), `pubdef`
+    (transfer from the public `sources`; audited by `transfer` from `attackers`, default the sources themselves),
+    `convex` (two-layer ReLU network for tables, robust at eps; audited by evaluate). Training is checkpointed per
+    epoch in `out` and resumes there. Writes model.pt2 (torch.export), unhardened.pt2 (unless `baseline`),
+    <stage>.log.jsonl, audit/{unhardened,hardened}/, harden.json, summary.md, report.html."""
+    from robustaudit.defend.run import METHODS, Training, build, check_fits, pubdef, standard, white_box_defence
+    from robustaudit.models.load import save_program
+    from robustaudit.report.command import harden_report
+
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
+    if threat.norm is Norm.L0:
+        raise InputError("harden trains against linf or l2 perturbations")
+    x, labels = _xy(data, y, "harden", data_options)
+    check_inputs(x, labels, bounds)
+    if test is None:
+        gen = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(x), generator=gen)
+        cut = max(1, len(x) // 5)
+        if len(x) < 10:
+            raise InputError(f"harden needs at least 10 examples to hold out a test split, got {len(x)}; or give "
+                             "--test")
+        (xte, yte), (x, labels) = (x[order[:cut]], labels[order[:cut]]), (x[order[cut:]], labels[order[cut:]])
+    else:
+        xte, yte = _xy(test, None, "the test set", data_options)
+        check_inputs(xte, yte, bounds)
+    if audit_n is not None:
+        xte, yte = xte[:audit_n], yte[:audit_n]
+    classes = int(max(labels.max(), yte.max())) + 1
+    if classes < 2:
+        raise InputError("harden needs at least two classes in the labels")
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    device = model_kw.get("device") or "cpu"
+    t = Training(epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size, steps=steps, beta=beta, seed=seed)
+    doc: dict[str, Any] = {"method": method, "threat": threat.to_json(), "n_train": len(x), "n_test": len(xte),
+                           "classes": classes, "training": t.to_json() if method != "convex" else None}
+    if method == "convex":
+        hardened, unhardened, extra = _convex(x, labels, classes, threat, patterns=patterns, reg=reg, solver=solver,
+                                              seed=seed, baseline=baseline is None)
+        doc["convex"] = extra
+    else:
+        if recipe is None:
+            raise InputError(f"--method {method} needs --recipe FILE.py:FUNCTION returning the model to train")
+        torch.manual_seed(seed)
+        hardened = build(recipe, classes, x.shape[1:]).to(device)
+        check_fits(hardened, x[:2].to(device), classes)
+        unhardened = None
+        if baseline is None:
+            torch.manual_seed(seed)
+            unhardened = build(recipe, classes, x.shape[1:]).to(device)
+            doc["unhardened_log"] = standard(unhardened, x, labels, folder, t, progress)
+        if method == "pubdef":
+            named = _surrogate_names(list(sources))
+            models = {k: _white_box(v, f"source {k}", device=device,
+                                    trust_model_file=model_kw.get("trust_model_file", False))
+                      for k, v in named.items()}
+            doc["log"], doc["pubdef"] = pubdef(hardened, x, labels, threat, models, folder, t, pick=pick,
+                                               copies=copies, progress=progress)
+        else:
+            doc["log"] = white_box_defence(method, hardened, x, labels, threat, folder, t, progress)
+    save_program(hardened.cpu(), folder / "model.pt2", xte[:2].cpu())
+    if unhardened is not None:
+        save_program(unhardened.cpu(), folder / "unhardened.pt2", xte[:2].cpu())
+    before: ModelLike = folder / "unhardened.pt2" if baseline is None else baseline
+    doc["audit"] = {}
+    for tag, model in (("unhardened", before), ("hardened", folder / "model.pt2")):
+        kw = dict(model_kw) if tag == "unhardened" and baseline is not None else {"device": model_kw.get("device")}
+        where = folder / "audit" / tag
+        if method == "pubdef":
+            attackers_ = list(attackers) or list(sources)
+            r = transfer(model, attackers_, xte, yte, eps=threat.eps, attacks=list(transfer_attacks),
+                         norm=threat.norm, bounds=bounds, seed=seed, out=where, progress=progress, **kw)
+            doc["audit"][tag] = {"command": "transfer", "folder": str(where), "clean_accuracy": r["clean_accuracy"],
+                                 "robust_accuracy": r["worst_case_robust_accuracy"],
+                                 "robust_accuracy_ci95": r["worst_case_robust_accuracy_ci95"],
+                                 "pairs": [{k: p[k] for k in ("source", "attack", "robust_accuracy")}
+                                           for p in r["pairs"]]}
+        else:
+            from robustaudit.api import audit as evaluate
+
+            rec = evaluate(model, xte, yte, eps=threat.eps, norm=threat.norm, attacks=audit, bounds=bounds,
+                           seed=seed, out=where, resume=(where / "store.sqlite").is_file(), progress=progress,
+                           **kw)
+            doc["audit"][tag] = {"command": "evaluate", "folder": str(where), "clean_accuracy": rec.clean_accuracy,
+                                 "robust_accuracy": rec.robust_accuracy,
+                                 "robust_accuracy_ci95": list(rec.robust_accuracy_ci95), "flags": rec.flag_codes}
+    a, b = doc["audit"]["unhardened"], doc["audit"]["hardened"]
+    doc["robust_gain"] = b["robust_accuracy"] - a["robust_accuracy"]
+    doc["clean_drop"] = a["clean_accuracy"] - b["clean_accuracy"]
+    doc["files"] = {"model": str(folder / "model.pt2"), "unhardened": str(before)}
+    doc["provenance"] = _provenance(str(recipe) if recipe is not None else "convex two-layer ReLU", x, labels,
+                                    seed=seed, model_kw=model_kw, settings={
+                                        "method": method, "threat": threat.to_json(), "training": doc["training"],
+                                        "audit": audit, "sources": [str(s) for s in sources],
+                                        "attackers": [str(s) for s in attackers], "pick": pick, "copies": copies,
+                                        "patterns": patterns, "reg": reg, "solver": solver})
+    doc["caveats"] = _harden_caveats(method, attackers, sources)
+    _write_json(folder, "harden.json", doc)
+    harden_report(doc).write(folder, doc)
+    return doc
+
+
+def _harden_caveats(method: str, attackers: Sequence[ModelLike], sources: Sequence[ModelLike]) -> list[str]:
+    if method == "pubdef":
+        out = ["PubDef defends against transfer from public models only: it is not white-box robust, and query "
+               "attacks or private surrogates are outside its threat model"]
+        seen = {str(a) for a in attackers} & {str(s) for s in sources} if attackers else {str(s) for s in sources}
+        if seen:
+            out.append("some audit attackers were training sources (seen): the held-out worst case is the honest "
+                       "number; give --attackers models not in --sources")
+        return out
+    if method == "convex":
+        return ["the convex program is solved over sampled activation patterns: globally optimal among networks "
+                "using those patterns, not over every network of the width"]
+    return []
+
+
+def _convex(x: torch.Tensor, labels: torch.Tensor, classes: int, threat: ThreatModel, *, patterns: int, reg: float,
+            solver: str, seed: int, baseline: bool) -> tuple[torch.nn.Module, torch.nn.Module | None,
+                                                             dict[str, Any]]:
+    """The robust convex program at the threat's eps (Linf) and, as the unhardened model, the standard one on the
+    same patterns; the patterns of a warm-start network join the sampled ones."""
+    from robustaudit.defend.convex import solve, train_nonconvex
+
+    if threat.norm is not Norm.LINF:
+        raise InputError("convex training is robust to linf perturbations of tabular inputs: use --norm linf")
+    xs, ys = x.reshape(len(x), -1).double().numpy(), labels.numpy()
+    warm = train_nonconvex(xs, ys, classes, width=patterns, beta=reg, seed=seed)
+    robust = solve(xs, ys, classes, eps=threat.eps, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm)
+    extra: dict[str, Any] = {"robust": _convex_json(robust, xs, ys, reg, threat.eps),
+                             "warm_start_objective": warm.objective(xs, ys, reg)}
+    plain = None
+    if baseline:
+        std = solve(xs, ys, classes, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm)
+        extra["standard"] = _convex_json(std, xs, ys, reg, 0.0)
+        plain = std.network.module()
+    return robust.network.module(), plain, extra
+
+
+def _convex_json(r: Any, x: np.ndarray, y: np.ndarray, reg: float, eps: float) -> dict[str, Any]:
+    net = r.network
+    recovered = float(net.robust_hinge(x, y, eps).mean() + reg / 2 * ((net.u ** 2).sum() + (net.a ** 2).sum()))
+    return {"optimum": r.optimum, "recovered_objective": recovered, "width": net.width, "patterns": r.patterns,
+            "solver": r.solver, "status": r.status, "seconds": round(r.seconds, 2)}

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from robustaudit.cli import certify, check, evaluate, explain, runs, tools, topk, transfer
+from robustaudit.cli import certify, check, evaluate, explain, harden, runs, tools, topk, transfer
 from robustaudit.cli.common import command, out
 from robustaudit.cli.ownership import app as ownership_app
 from robustaudit.cli.privacy import app as privacy_app
@@ -47,6 +47,7 @@ command(app, model=True, remote=True)(certify.robustify)
 command(app, model=True, remote=True, data=True)(certify.safety)
 command(app)(check.check)
 command(app, model=True, remote=True, data=True)(explain.explain)
+command(app, model=True, remote=True, data=True)(harden.harden)
 app.add_typer(scaling_app, name="scaling")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(ownership_app, name="ownership")
@@ -72,4 +73,7 @@ def _spread(argv: list[str], option: str = "--surrogates") -> list[str]:
 
 
 def main() -> None:
-    app(args=_spread(sys.argv[1:]))
+    argv = sys.argv[1:]
+    for option in ("--surrogates", "--sources", "--attackers"):
+        argv = _spread(argv, option)
+    app(args=argv)

@@ -306,3 +306,50 @@ def _explain_plots(doc: dict[str, Any], maps: dict[str, Any], x: Any) -> list[tu
         ax.set_ylabel("probe importance")
         plots.append(("global probing importance (30 largest)", png(fig)))
     return plots
+
+
+def harden_report(doc: dict[str, Any]) -> CommandReport:
+    """Hardening: the unhardened and the hardened model side by side under the same audit, the training log, and
+    the method's own figures (PubDef's game, the convex optimum)."""
+    a, b = doc["audit"]["unhardened"], doc["audit"]["hardened"]
+    what = "worst-case transfer robust accuracy" if a["command"] == "transfer" else "robust accuracy"
+
+    def row(tag: str, r: dict[str, Any]) -> list[str]:
+        lo, hi = r["robust_accuracy_ci95"]
+        return [tag, f"{r['clean_accuracy']:.3f}", f"{r['robust_accuracy']:.3f}", f"{lo:.3f}-{hi:.3f}",
+                f"robustaudit {r['command']} ({r['folder']})"]
+
+    threat = doc["threat"]
+    tables = [Table(f"the same audit of both models: {threat['norm']} eps {threat['eps']:g}, {doc['n_test']} held-out "
+                    "examples", ["model", "clean accuracy", what, "95% CI", "audit"],
+                    [row("unhardened", a), row(f"hardened ({doc['method']})", b)])]
+    if a["command"] == "transfer":
+        pairs = {(p["source"], p["attack"]): p["robust_accuracy"] for p in a["pairs"]}
+        tables.append(Table("transfer pairs (attacker model, attack)", ["attacker", "attack", "unhardened",
+                                                                         "hardened"],
+                            [[p["source"], p["attack"], f"{pairs.get((p['source'], p['attack']), float('nan')):.3f}",
+                              f"{p['robust_accuracy']:.3f}"] for p in b["pairs"]]))
+    game = doc.get("pubdef")
+    if game is not None:
+        tables.append(Table(f"PubDef's game: accuracy of each source (column) on PGD examples of each source (row); "
+                            f"chosen: {', '.join(game['chosen'])}", ["crafted on", *game["sources"]],
+                            [[s, *(f"{v:.3f}" for v in r)] for s, r in zip(game["sources"], game["matrix"],
+                                                                          strict=True)]))
+    cvx = doc.get("convex")
+    if cvx is not None:
+        tables.append(Table("convex programs (objective = mean hinge (worst case when robust) + weight decay)",
+                            ["program", "optimum", "recovered network", "width", "patterns", "solver", "seconds"],
+                            [[k, f"{v['optimum']:.6g}", f"{v['recovered_objective']:.6g}", str(v["width"]),
+                              str(v["patterns"]), f"{v['solver']} ({v['status']})", f"{v['seconds']:.1f}"]
+                             for k, v in cvx.items() if isinstance(v, dict)]))
+    logs = [(k, doc[k]) for k in ("unhardened_log", "log") if doc.get(k)]
+    for name, log in logs:
+        tables.append(Table(f"training log: {'unhardened' if name == 'unhardened_log' else doc['method']}",
+                            ["epoch", "loss", "seconds"],
+                            [[str(e["epoch"]), f"{e['loss']:.4f}", f"{e['seconds']:.1f}"] for e in log]))
+    return CommandReport(
+        title=f"Hardening: {doc['method']}",
+        subtitle=f"{doc['n_train']} training examples · {doc['classes']} classes · audited on {doc['n_test']}",
+        headline_label=f"{what}, unhardened -> hardened",
+        headline=f"{a['robust_accuracy']:.3f} -> {b['robust_accuracy']:.3f} (clean {a['clean_accuracy']:.3f} -> "
+                 f"{b['clean_accuracy']:.3f})", tables=tables)
