@@ -785,6 +785,8 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
     threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
     if threat.norm is Norm.L0:
         raise InputError("harden trains against linf or l2 perturbations")
+    if method == "pubdef" and (not sources or pick < 1 or copies < 1):
+        raise InputError("pubdef needs at least one --sources model, --pick >= 1 and --copies >= 1")
     x, labels = _xy(data, y, "harden", data_options)
     check_inputs(x, labels, bounds)
     if test is None:
