@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import linear_model
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import linear_model
 from robustaudit.cli import app
 from robustaudit.defend.adversarial import inner_max, pgd_at_loss, trades_loss
 from robustaudit.defend.loop import train

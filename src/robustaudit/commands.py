@@ -768,8 +768,8 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
            sources: Sequence[ModelLike] = (), attackers: Sequence[ModelLike] = (), pick: int = 4, copies: int = 1,
            baseline: ModelLike | None = None, audit: str = "fast", audit_n: int | None = None,
            transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 32, reg: float = 1e-3,
-           solver: str = "clarabel", seed: int = 0, progress: bool = False, data_options: DataOptions | None = None,
-           **model_kw: Any) -> dict[str, Any]:
+           solver: str = "clarabel", rounds: int = 2, seed: int = 0, progress: bool = False,
+           data_options: DataOptions | None = None, **model_kw: Any) -> dict[str, Any]:
     """Harden a model and audit the result against the unhardened one with our own commands (threat model per
     method): `pgd-at` / `trades` (white box; audited by `audit` = evaluate with the `audit` preset), `pubdef`
     (transfer from the public `sources`; audited by `transfer` from `attackers`, default the sources themselves),
@@ -813,7 +813,8 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
                            "classes": classes, "training": t.to_json() if method != "convex" else None}
     if method == "convex":
         hardened, unhardened, extra = _convex(x, labels, classes, threat, patterns=patterns, reg=reg, solver=solver,
-                                              seed=seed, baseline=baseline is None)
+                                              rounds=rounds, seed=seed, baseline=baseline is None,
+                                              progress=progress)
         doc["convex"] = extra
     else:
         if recipe is None:
@@ -870,7 +871,7 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
                                         "method": method, "threat": threat.to_json(), "training": doc["training"],
                                         "audit": audit, "sources": [str(s) for s in sources],
                                         "attackers": [str(s) for s in attackers], "pick": pick, "copies": copies,
-                                        "patterns": patterns, "reg": reg, "solver": solver})
+                                        "patterns": patterns, "reg": reg, "solver": solver, "rounds": rounds})
     doc["caveats"] = _harden_caveats(method, attackers, sources)
     _write_json(folder, "harden.json", doc)
     harden_report(doc).write(folder, doc)
@@ -893,24 +894,29 @@ def _harden_caveats(method: str, attackers: Sequence[ModelLike], sources: Sequen
 
 
 def _convex(x: torch.Tensor, labels: torch.Tensor, classes: int, threat: ThreatModel, *, patterns: int, reg: float,
-            solver: str, seed: int, baseline: bool) -> tuple[torch.nn.Module, torch.nn.Module | None,
-                                                             dict[str, Any]]:
-    """The robust convex program at the threat's eps (Linf) and, as the unhardened model, the standard one on the
-    same patterns; the patterns of a warm-start network join the sampled ones."""
+            solver: str, rounds: int, seed: int, baseline: bool, progress: bool,
+            ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any]]:
+    """The standard convex program (the unhardened model unless the user gives one) on the sampled patterns, those
+    of a warm-start network and what `rounds` of pattern search add; then the robust program at the threat's eps
+    (Linf) on the same patterns."""
     from robustaudit.defend.convex import solve, train_nonconvex
+    from robustaudit.progress import progress_bar
 
     if threat.norm is not Norm.LINF:
         raise InputError("convex training is robust to linf perturbations of tabular inputs: use --norm linf")
     xs, ys = x.reshape(len(x), -1).double().numpy(), labels.numpy()
-    warm = train_nonconvex(xs, ys, classes, width=patterns, beta=reg, seed=seed)
-    robust = solve(xs, ys, classes, eps=threat.eps, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm)
+    with progress_bar(progress) as bar:
+        task = bar.add_task("convex: warm start, standard program, robust program", total=3)
+        warm = train_nonconvex(xs, ys, classes, width=patterns, beta=reg, seed=seed)
+        bar.advance(task)
+        std = solve(xs, ys, classes, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm, rounds=rounds)
+        bar.advance(task)
+        robust = solve(xs, ys, classes, eps=threat.eps, beta=reg, seed=seed, solver=solver, given=std.sign_patterns)
+        bar.advance(task)
     extra: dict[str, Any] = {"robust": _convex_json(robust, xs, ys, reg, threat.eps),
+                             "standard": _convex_json(std, xs, ys, reg, 0.0),
                              "warm_start_objective": warm.objective(xs, ys, reg)}
-    plain = None
-    if baseline:
-        std = solve(xs, ys, classes, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm)
-        extra["standard"] = _convex_json(std, xs, ys, reg, 0.0)
-        plain = std.network.module()
+    plain = std.network.module() if baseline else None
     return robust.network.module(), plain, extra
 
 
@@ -918,4 +924,4 @@ def _convex_json(r: Any, x: np.ndarray, y: np.ndarray, reg: float, eps: float) -
     net = r.network
     recovered = float(net.robust_hinge(x, y, eps).mean() + reg / 2 * ((net.u ** 2).sum() + (net.a ** 2).sum()))
     return {"optimum": r.optimum, "recovered_objective": recovered, "width": net.width, "patterns": r.patterns,
-            "solver": r.solver, "status": r.status, "seconds": round(r.seconds, 2)}
+            "solver": r.solver, "status": r.status, "seconds": round(r.seconds, 2), "dual_ratio": r.dual_ratio}

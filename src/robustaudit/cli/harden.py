@@ -60,6 +60,8 @@ def harden(
     reg: Annotated[float, typer.Option(help="convex: weight decay β of the network (group lasso in the "
                                             "program)")] = 1e-3,
     solver: Annotated[str, typer.Option(help="convex: clarabel (interior point) or scs (first order)")] = "clarabel",
+    rounds: Annotated[int, typer.Option(help="convex: rounds of pattern search on the program's dual (each adds "
+                                              "up to 16 patterns and one solve)")] = 2,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -73,7 +75,7 @@ def harden(
                      steps=steps, beta=beta, sources=_split(sources), attackers=_split(attackers), pick=pick,
                      copies=copies, baseline=baseline, audit=audit, audit_n=audit_n,
                      transfer_attacks=[a for a in transfer_attacks.split(",") if a], patterns=patterns, reg=reg,
-                     solver=solver, seed=seed, progress=show_progress(quiet), data_options=data_options,
+                     solver=solver, rounds=rounds, seed=seed, progress=show_progress(quiet), data_options=data_options,
                      **model_options.load_kwargs())
     table = Table(title=f"harden --method {method}: {norm} eps={doc['threat']['eps']:g}, {doc['n_test']} held-out "
                         "examples")

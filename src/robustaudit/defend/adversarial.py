@@ -46,11 +46,16 @@ def inner_max(net: nn.Module, x: torch.Tensor, start: torch.Tensor, objective: C
 def pgd_at_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,
                 gen: torch.Generator) -> torch.Tensor:
     """Madry's loss: cross-entropy at the PGD point found from a random start in the ball."""
-    raw = torch.rand(x.shape, generator=gen) * 2 - 1 if threat.norm is Norm.LINF else torch.randn(x.shape, generator=gen)
-    noise = raw.to(x.device)
-    start = ops_for(threat.norm).sample_in_ball(x, threat.eps, noise, threat.bounds)
-    adv = inner_max(net, x, start, lambda z: F.cross_entropy(z, y, reduction="sum"), threat, steps)
+    adv = inner_max(net, x, random_start(x, threat, gen), lambda z: F.cross_entropy(z, y, reduction="sum"), threat,
+                    steps)
     return F.cross_entropy(net(adv), y)
+
+
+def random_start(x: torch.Tensor, threat: ThreatModel, gen: torch.Generator) -> torch.Tensor:
+    """PGD's random start in the ball: uniform noise (Linf), Gaussian (L2), drawn on the CPU by `gen`."""
+    linf = threat.norm is Norm.LINF
+    raw = torch.rand(x.shape, generator=gen) * 2 - 1 if linf else torch.randn(x.shape, generator=gen)
+    return ops_for(threat.norm).sample_in_ball(x, threat.eps, raw.to(x.device), threat.bounds)
 
 
 def trades_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, steps: int,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,13 +82,12 @@ class TwoLayer:
         w1 = self.u[:, :-1] / self.scale
         b1 = self.u[:, -1] - w1 @ self.mean
         head = np.concatenate([-self.a / 2, self.a / 2], 1) if self.classes == 2 else self.a
-        net = nn.Sequential(nn.Flatten(), nn.Linear(w1.shape[1], self.width), nn.ReLU(),
-                            nn.Linear(self.width, head.shape[1], bias=False))
+        hidden, last = nn.Linear(w1.shape[1], self.width), nn.Linear(self.width, head.shape[1], bias=False)
         with torch.no_grad():
-            net[1].weight.copy_(torch.from_numpy(w1))
-            net[1].bias.copy_(torch.from_numpy(b1))
-            net[3].weight.copy_(torch.from_numpy(head.T.copy()))
-        return net.eval()
+            hidden.weight.copy_(torch.from_numpy(w1))
+            hidden.bias.copy_(torch.from_numpy(b1))
+            last.weight.copy_(torch.from_numpy(head.T.copy()))
+        return nn.Sequential(nn.Flatten(), hidden, nn.ReLU(), last).eval()
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class ConvexResult:
     solver: str
     status: str
     seconds: float
+    dual_ratio: float | None  # max |λᵀ(Zu)_+| / β found by the pattern search; <= 1: none improves
+    sign_patterns: np.ndarray  # (n, P) the patterns the program used
 
 
 def features(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -125,60 +127,126 @@ def sample_patterns(z: np.ndarray, count: int, seed: int, gates: np.ndarray | No
     if gates is not None:
         g = np.concatenate([gates.T, g], 1)
     d = np.concatenate([np.ones((len(z), 1)), (z @ g >= 0).astype(np.float64)], 1)
-    d = d[:, d.any(0)]
-    _, first = np.unique(d, axis=1, return_index=True)
-    return d[:, np.sort(first)]
+    return _unique(d)
 
 
 def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta: float = 1e-3, patterns: int = 32,
-          seed: int = 0, solver: str = "clarabel", warm: TwoLayer | None = None) -> ConvexResult:
+          seed: int = 0, solver: str = "clarabel", warm: TwoLayer | None = None, rounds: int = 0,
+          grow: int = 16, given: np.ndarray | None = None) -> ConvexResult:
     """Globally optimal training of a two-layer ReLU network over the sampled patterns (robust when eps > 0) with
     cvxpy and a conic solver (Clarabel: interior point, accurate; SCS: first order, for larger problems). `warm`:
     a network trained on the same data whose neurons' patterns join the sampled ones, so that (two classes) the
-    optimum is never worse than that network's objective: each of its neurons is a feasible block."""
-    cp = require("cvxpy", "convex training")
+    optimum is never worse than that network's objective: each of its neurons is a feasible block. `rounds` of
+    pattern search (column generation on the standard program's dual) add up to `grow` patterns each. `given`:
+    use these patterns (a previous result's `sign_patterns`) instead of sampling."""
+    require("cvxpy", "convex training")
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     y = np.asarray(y)
     if not np.isfinite(x).all():
         raise InputError("convex training: the data holds NaN or infinite values")
     if classes < 2 or y.min() < 0 or y.max() >= classes:
         raise InputError(f"convex training needs labels in 0..{classes - 1} and at least 2 classes")
-    if patterns < 1 or eps < 0 or beta <= 0:
-        raise InputError(f"patterns must be >= 1, eps >= 0 and beta > 0, got {patterns}, {eps}, {beta}")
+    if patterns < 1 or eps < 0 or beta <= 0 or rounds < 0:
+        raise InputError(f"patterns must be >= 1, eps >= 0, beta > 0 and rounds >= 0, got {patterns}, {eps}, "
+                         f"{beta}, {rounds}")
     if solver not in SOLVERS:
         raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 0, scale, 1.0)
     z = features(x, mean, scale)
-    d = sample_patterns(z, patterns, seed, None if warm is None else warm.u)
-    n, p = d.shape
+    d = sample_patterns(z, patterns, seed, None if warm is None else warm.u) if given is None else given
+    if d.shape[0] != len(z):
+        raise InputError(f"given patterns cover {d.shape[0]} examples, the data {len(z)}")
     t = signs(y, classes)
     e = np.concatenate([eps / scale, [0.0]])
+    start = time.perf_counter()
+    gap = None
+    for r in range(rounds):
+        *_, duals = _program(z, t, d, np.zeros_like(e), beta, solver)
+        gates, gap = _improving_gates(z, duals, beta, grow, seed + r)
+        if len(gates) == 0:
+            break
+        d = _unique(np.concatenate([d, (z @ gates.T >= 0).astype(np.float64)], 1))
+    vs, ws, value, status, duals = _program(z, t, d, e, beta, solver)
+    if rounds and eps == 0:
+        gap = _improving_gates(z, duals, beta, grow, seed + rounds)[1]
+    u, a = _recover(vs, ws)
+    return ConvexResult(TwoLayer(u, a, mean, scale, classes), value, d.shape[1], solver, status,
+                        time.perf_counter() - start, gap, d)
+
+
+def _unique(d: np.ndarray) -> np.ndarray:
+    d = d[:, d.any(0)]
+    _, first = np.unique(d, axis=1, return_index=True)
+    return d[:, np.sort(first)]
+
+
+def _program(z: np.ndarray, t: np.ndarray, d: np.ndarray, e: np.ndarray, beta: float, solver: str,
+             ) -> tuple[list[np.ndarray], list[np.ndarray], float, str, np.ndarray]:
+    """Solve the (robust when e > 0) program on patterns d: the blocks v, w per output, the optimum, the status
+    and the dual λ = -∂loss/∂ŷ (n, outputs)."""
+    import cvxpy as cp
+
+    n, p = d.shape
     sides = 2 * d - 1
     vs = [cp.Variable((p, z.shape[1])) for _ in range(t.shape[1])]
     ws = [cp.Variable((p, z.shape[1])) for _ in range(t.shape[1])]
-    terms, cons = [], []
-    for c, (v, w) in enumerate(zip(vs, ws, strict=True)):
-        out = cp.sum(cp.multiply(d, z @ (v - w).T), axis=1)
-        slack = 0.0
-        if eps > 0:
+    outs = [cp.Variable(n) for _ in range(t.shape[1])]
+    terms, cons, links = [], [], []
+    for c, (v, w, out) in enumerate(zip(vs, ws, outs, strict=True)):
+        links.append(out == cp.sum(cp.multiply(d, z @ (v - w).T), axis=1))
+        slack: Any = 0.0
+        if e.any():
             pos = (t[:, c] > 0).astype(np.float64)
             l1v, l1w = cp.abs(v) @ e, cp.abs(w) @ e
             slack = cp.multiply(pos, d @ l1v + cp.sum(l1w)) + cp.multiply(1 - pos, d @ l1w + cp.sum(l1v))
         terms.append(cp.sum(cp.pos(1 - cp.multiply(t[:, c], out) + slack)) / n)
         terms.append(beta * (cp.sum(cp.norm(v, 2, axis=1)) + cp.sum(cp.norm(w, 2, axis=1))))
         cons += [cp.multiply(sides, z @ v.T) >= 0, cp.multiply(sides, z @ w.T) >= 0]
-    problem = cp.Problem(cp.Minimize(cp.sum(terms)), cons)
-    start = time.perf_counter()
+    problem = cp.Problem(cp.Minimize(cp.sum(terms)), cons + links)
     try:
         problem.solve(solver=solver.upper())
-    except cp.error.SolverError as e:
-        raise InputError(f"the {solver} solver failed ({e}); try --solver scs or fewer --patterns") from None
+    except cp.error.SolverError as err:
+        raise InputError(f"the {solver} solver failed ({err}); try --solver scs or fewer --patterns") from None
     if problem.status not in ("optimal", "optimal_inaccurate") or vs[0].value is None:
         raise InputError(f"the convex program ended {problem.status}; try another --solver")
-    u, a = _recover([v.value for v in vs], [w.value for w in ws])
-    return ConvexResult(TwoLayer(u, a, mean, scale, classes), float(problem.value), p, solver, problem.status,
-                        time.perf_counter() - start)
+    duals = np.stack([np.asarray(link.dual_value, dtype=np.float64).reshape(n) for link in links], 1)
+    vv, wv = [np.asarray(v.value) for v in vs], [np.asarray(w.value) for w in ws]
+    # the sign convention of the dual: an active block v satisfies λᵀ D Z v / ‖v‖ = +β at the optimum
+    c, i = max(((c, int(np.linalg.norm(v, axis=1).argmax())) for c, v in enumerate(vv)),
+               key=lambda ci: np.linalg.norm(vv[ci[0]][ci[1]]))
+    if float(duals[:, c] @ (d[:, i] * (z @ vv[c][i]))) < 0:
+        duals = -duals
+    return vv, wv, float(problem.value), str(problem.status), duals
+
+
+def _improving_gates(z: np.ndarray, duals: np.ndarray, beta: float, grow: int, seed: int,
+                     starts: int = 256, steps: int = 200) -> tuple[np.ndarray, float]:
+    """Directions u whose pattern would lower the objective: |λ_cᵀ (Z u)_+| > β‖u‖ (the optimality condition of
+    the problem over every pattern, Pilanci & Ergen). Searched by gradient ascent on ±λ_cᵀ(Z u)_+ / ‖u‖ from random
+    starts; returns up to `grow` of them (rows) and the largest ratio found (<= 1: no improving pattern found)."""
+    zt = torch.from_numpy(z)
+    g = torch.Generator().manual_seed(seed)
+    found, best = [], 0.0
+    for c in range(duals.shape[1]):
+        for sign in (1.0, -1.0):
+            lam = torch.from_numpy(sign * duals[:, c])
+            u = torch.randn(z.shape[1], starts, generator=g, dtype=torch.float64).requires_grad_()
+            opt = torch.optim.Adam([u], lr=0.05)
+            for _ in range(steps):
+                opt.zero_grad()
+                score = lam @ torch.relu(zt @ u) / u.norm(dim=0)
+                (-score.sum()).backward()
+                opt.step()
+            with torch.no_grad():
+                score = (lam @ torch.relu(zt @ u) / u.norm(dim=0)).numpy() / beta
+            best = max(best, float(score.max()))
+            for j in np.argsort(-score)[:grow]:
+                if score[j] > 1 + 1e-3:
+                    found.append((score[j], u[:, j].detach().numpy()))
+    found.sort(key=lambda sv: -sv[0])
+    rows = [v for _, v in found[:grow]]
+    return (np.stack(rows) if rows else np.zeros((0, z.shape[1]))), best
 
 
 def _recover(vs: list[np.ndarray], ws: list[np.ndarray], tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:

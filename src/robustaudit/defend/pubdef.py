@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustaudit.attacks.transfer.iterative import TransferAttack
+from robustaudit.defend.adversarial import random_start
 from robustaudit.models.base import GradModel
-from robustaudit.ops.lp import ops_for
 from robustaudit.threat import ThreatModel
-from robustaudit.types import Norm
 
 PGD = TransferAttack(momentum=False, steps=10)
 
@@ -35,14 +34,11 @@ PGD = TransferAttack(momentum=False, steps=10)
 def transfer_copy(source: GradModel, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
                   batch_size: int = 256) -> torch.Tensor:
     """PubDef's offline copy of (x, y) for one source: PGD-10 from a uniform random start, step eps/4."""
-    ops = ops_for(threat.norm)
     gen = torch.Generator().manual_seed(seed)
     parts = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        raw = torch.rand(xb.shape, generator=gen) * 2 - 1 if threat.norm is Norm.LINF else torch.randn(
-            xb.shape, generator=gen)
-        start = ops.sample_in_ball(xb, threat.eps, raw, threat.bounds)
+        start = random_start(xb, threat, gen)
         parts.append(PGD.craft([source], xb, yb, threat, seed=seed + i, start=start, step=threat.eps / 4))
     return torch.cat(parts)
 
@@ -70,7 +66,7 @@ def choose_sources(matrix: torch.Tensor, k: int) -> list[int]:
     n = matrix.shape[0]
     k = min(k, n)
 
-    def cost(subset: Sequence[int]) -> tuple[float, float]:
+    def cost(subset: Iterable[int]) -> tuple[float, float]:
         cover = matrix[:, list(subset)].min(1).values
         return float(cover.max()), float(cover.mean())
 

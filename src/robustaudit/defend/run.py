@@ -49,8 +49,10 @@ def build(recipe: str | Callable[..., nn.Module], classes: int, shape: Sequence[
     fn = import_attribute(recipe) if isinstance(recipe, str) else recipe
     if not callable(fn):
         raise InputError(f"the recipe {recipe!r} is not callable")
-    params = inspect.signature(fn).parameters if not isinstance(fn, type) else \
-        inspect.signature(fn.__init__).parameters
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}  # type: ignore[assignment]
     kwargs: dict[str, Any] = {}
     if "n_classes" in params:
         kwargs["n_classes"] = classes
