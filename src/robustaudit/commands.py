@@ -762,7 +762,8 @@ def explain(model: ModelLike, data: DataLike, y: torch.Tensor | None = None, *, 
 
 
 def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: str | Path,
-           recipe: str | Callable[..., torch.nn.Module] | None = None, test: DataLike | None = None,
+           recipe: str | Callable[..., torch.nn.Module] | None = None,
+           test: DataLike | tuple[torch.Tensor, torch.Tensor] | None = None,
            eps: float | str, norm: str | Norm = "linf", bounds: Bounds = Bounds(), epochs: int = 10,
            lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 64, steps: int = 7, beta: float = 6.0,
            sources: Sequence[ModelLike] = (), attackers: Sequence[ModelLike] = (), pick: int = 4, copies: int = 1,
@@ -798,7 +799,7 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
                              "--test")
         (xte, yte), (x, labels) = (x[order[:cut]], labels[order[:cut]]), (x[order[cut:]], labels[order[cut:]])
     else:
-        xte, yte = _xy(test, None, "the test set", data_options)
+        xte, yte = test if isinstance(test, tuple) else _xy(test, None, "the test set", data_options)
         check_inputs(xte, yte, bounds)
     if audit_n is not None:
         xte, yte = xte[:audit_n], yte[:audit_n]

@@ -22,6 +22,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "sklearn": ("demo", "scikit-learn"),
     "captum": ("interpret", "captum"),
     "segno": ("ownership", "segno"),
+    "cvxpy": ("defend", "cvxpy"),
     "ray": ("ray", "ray"),
     "pyarrow": ("parquet", "pyarrow"),
     "mlflow": ("mlflow", "mlflow-skinny"),
