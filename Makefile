@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/certify.py
 	$(BIN)/python benchmarks/adaptive.py
 	$(BIN)/python benchmarks/l0.py
+	$(BIN)/python benchmarks/harden.py
 
 .venv-peers/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-peers

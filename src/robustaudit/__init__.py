@@ -1,7 +1,7 @@
 """robustaudit: measure how robust a classifier really is against adversarial inputs.
 
 `audit(model, x, y, eps=...)` is the one function behind `robustaudit evaluate`; `curve`, `certify`,
-`robustify`, `transfer`, `online` and `topk` are the other commands' functions. Names are imported on first use
+`robustify`, `transfer`, `online`, `topk` and `harden` are the other commands' functions. Names are imported on first use
 (PEP 562), so `import robustaudit` and the command line's `--help` do not pay for torch.
 """
 
@@ -17,7 +17,7 @@ from robustaudit.version import __version__
 if TYPE_CHECKING:
     from robustaudit import attacks
     from robustaudit.api import DataOptions, audit
-    from robustaudit.commands import certify, check, curve, online, robustify, topk, transfer
+    from robustaudit.commands import certify, check, curve, harden, online, robustify, topk, transfer
     from robustaudit.gate import Gate
     from robustaudit.models import as_label_only, as_score_only, load_model
     from robustaudit.results import EvalRecord, ExampleRecord
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "attacks": "robustaudit.attacks",
     "DataOptions": "robustaudit.api", "audit": "robustaudit.api",
-    **dict.fromkeys(("certify", "check", "curve", "online", "robustify", "topk", "transfer"), "robustaudit.commands"),
+    **dict.fromkeys(("certify", "check", "curve", "harden", "online", "robustify", "topk", "transfer"),
+                    "robustaudit.commands"),
     "Gate": "robustaudit.gate",
     **dict.fromkeys(("as_label_only", "as_score_only", "load_model"), "robustaudit.models"),
     **dict.fromkeys(("EvalRecord", "ExampleRecord"), "robustaudit.results"),
@@ -82,6 +83,7 @@ __all__ = [
     "check",
     "curve",
     "evaluate",
+    "harden",
     "load_model",
     "online",
     "robustify",

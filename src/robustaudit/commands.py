@@ -768,7 +768,7 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
            lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 64, steps: int = 7, beta: float = 6.0,
            sources: Sequence[ModelLike] = (), attackers: Sequence[ModelLike] = (), pick: int = 4, copies: int = 1,
            baseline: ModelLike | None = None, audit: str = "fast", audit_n: int | None = None,
-           transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 32, reg: float = 1e-3,
+           transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 8, reg: float = 1e-3,
            solver: str = "clarabel", rounds: int = 2, seed: int = 0, progress: bool = False,
            data_options: DataOptions | None = None, **model_kw: Any) -> dict[str, Any]:
     """Harden a model and audit the result against the unhardened one with our own commands (threat model per

@@ -56,7 +56,8 @@ def harden(
                                             "convex)")] = "fast",
     audit_n: Annotated[int | None, typer.Option(help="audit at most this many held-out examples")] = None,
     transfer_attacks: Annotated[str, typer.Option(help="pubdef: the transfer audit's attacks")] = "ifgsm,mi,di",
-    patterns: Annotated[int, typer.Option(help="convex: sampled activation patterns")] = 32,
+    patterns: Annotated[int, typer.Option(help="convex: sampled Gaussian gates (and the width of the warm-start "
+                                                "network, whose patterns join them)")] = 8,
     reg: Annotated[float, typer.Option(help="convex: weight decay β of the network (group lasso in the "
                                             "program)")] = 1e-3,
     solver: Annotated[str, typer.Option(help="convex: clarabel (interior point) or scs (first order)")] = "clarabel",
