@@ -265,7 +265,7 @@ def test_robust_convex_training_raises_robust_accuracy_under_evaluate(tmp_path: 
 
     x, y, xte, yte = _breast_cancer(200, seed=2)
     doc = harden("convex", torch.from_numpy(x), torch.from_numpy(y),
-                 test=(torch.from_numpy(xte[:150]), torch.from_numpy(yte[:150])), eps=0.05, patterns=6, rounds=0,
+                 test=(torch.from_numpy(xte[:150]), torch.from_numpy(yte[:150])), eps=0.05, patterns=6, warm=8,
                  out=tmp_path / "out")
     before, after = doc["audit"]["unhardened"], doc["audit"]["hardened"]
     assert after["robust_accuracy"] >= before["robust_accuracy"] + 0.1, doc["audit"]
@@ -273,3 +273,27 @@ def test_robust_convex_training_raises_robust_accuracy_under_evaluate(tmp_path: 
     for program in ("standard", "robust"):
         assert abs(cvx[program]["recovered_objective"] - cvx[program]["optimum"]) <= 1e-4 * cvx[program]["optimum"]
     assert cvx["standard"]["optimum"] <= cvx["warm_start_objective"] + 1e-6
+
+
+def test_convex_many_classes_and_a_rerun_reads_the_checkpoints(tmp_path: Path,
+                                                               digits8: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Three classes (one output each against the rest): the recovered network's objective is the optimum and the
+    exported module predicts as the network does; a second run with the same settings loads both programs."""
+    pytest.importorskip("cvxpy")
+    from robustaudit.defend.run import convex
+
+    x, y = digits8
+    keep = (y < 3).nonzero().flatten()[:120]
+    xs, ys = x[keep].flatten(1).double().numpy(), y[keep].numpy()
+    std, robust, _ = convex(xs, ys, 3, 0.05, patterns=3, warm=4, reg=1e-3, solver="clarabel", rounds=0, seed=0,
+                            folder=tmp_path, progress=False)
+    net = std.network
+    assert net.a.shape[1] == 3 and abs(net.objective(xs, ys, 1e-3) - std.optimum) <= 1e-4 * std.optimum
+    with torch.no_grad():
+        logits = net.module()(torch.from_numpy(xs).float())
+    assert torch.equal(logits.argmax(1), torch.from_numpy(net.outputs(xs).argmax(1)))
+    assert (tmp_path / "checkpoints" / "convex-robust.npz").is_file()
+    std2, robust2, _ = convex(xs, ys, 3, 0.05, patterns=3, warm=4, reg=1e-3, solver="clarabel", rounds=0, seed=0,
+                              folder=tmp_path, progress=False)
+    assert std2.seconds == std.seconds and robust2.optimum == robust.optimum  # read back, not solved again
+    assert np.array_equal(robust2.network.u, robust.network.u)

@@ -1,8 +1,8 @@
 """robustaudit: measure how robust a classifier really is against adversarial inputs.
 
 `audit(model, x, y, eps=...)` is the one function behind `robustaudit evaluate`; `curve`, `certify`,
-`robustify`, `transfer`, `online`, `topk` and `harden` are the other commands' functions. Names are imported on first use
-(PEP 562), so `import robustaudit` and the command line's `--help` do not pay for torch.
+`robustify`, `transfer`, `online`, `topk` and `harden` are the other commands' functions. Names are imported on
+first use (PEP 562), so `import robustaudit` and the command line's `--help` do not pay for torch.
 """
 
 from __future__ import annotations

@@ -768,8 +768,8 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
            lr: float = 1e-3, optimizer: str = "adam", batch_size: int = 64, steps: int = 7, beta: float = 6.0,
            sources: Sequence[ModelLike] = (), attackers: Sequence[ModelLike] = (), pick: int = 4, copies: int = 1,
            baseline: ModelLike | None = None, audit: str = "fast", audit_n: int | None = None,
-           transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 8, reg: float = 1e-3,
-           solver: str = "clarabel", rounds: int = 2, seed: int = 0, progress: bool = False,
+           transfer_attacks: Sequence[str] = ("ifgsm", "mi", "di"), patterns: int = 8, warm: int = 64,
+           reg: float = 1e-3, solver: str = "clarabel", rounds: int = 0, seed: int = 0, progress: bool = False,
            data_options: DataOptions | None = None, **model_kw: Any) -> dict[str, Any]:
     """Harden a model and audit the result against the unhardened one with our own commands (threat model per
     method): `pgd-at` / `trades` (white box; audited by `audit` = evaluate with the `audit` preset), `pubdef`
@@ -813,9 +813,9 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
     doc: dict[str, Any] = {"method": method, "threat": threat.to_json(), "n_train": len(x), "n_test": len(xte),
                            "classes": classes, "training": t.to_json() if method != "convex" else None}
     if method == "convex":
-        hardened, unhardened, extra = _convex(x, labels, classes, threat, patterns=patterns, reg=reg, solver=solver,
-                                              rounds=rounds, seed=seed, baseline=baseline is None,
-                                              progress=progress)
+        hardened, unhardened, extra = _convex(x, labels, classes, threat, patterns=patterns, warm=warm, reg=reg,
+                                              solver=solver, rounds=rounds, seed=seed, baseline=baseline is None,
+                                              progress=progress, folder=folder)
         doc["convex"] = extra
     else:
         if recipe is None:
@@ -872,7 +872,8 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
                                         "method": method, "threat": threat.to_json(), "training": doc["training"],
                                         "audit": audit, "sources": [str(s) for s in sources],
                                         "attackers": [str(s) for s in attackers], "pick": pick, "copies": copies,
-                                        "patterns": patterns, "reg": reg, "solver": solver, "rounds": rounds})
+                                        "patterns": patterns, "warm": warm, "reg": reg, "solver": solver,
+                                        "rounds": rounds})
     doc["caveats"] = _harden_caveats(method, attackers, sources)
     _write_json(folder, "harden.json", doc)
     harden_report(doc).write(folder, doc)
@@ -894,31 +895,21 @@ def _harden_caveats(method: str, attackers: Sequence[ModelLike], sources: Sequen
     return []
 
 
-def _convex(x: torch.Tensor, labels: torch.Tensor, classes: int, threat: ThreatModel, *, patterns: int, reg: float,
-            solver: str, rounds: int, seed: int, baseline: bool, progress: bool,
+def _convex(x: torch.Tensor, labels: torch.Tensor, classes: int, threat: ThreatModel, *, patterns: int, warm: int,
+            reg: float, solver: str, rounds: int, seed: int, baseline: bool, progress: bool, folder: Path,
             ) -> tuple[torch.nn.Module, torch.nn.Module | None, dict[str, Any]]:
-    """The standard convex program (the unhardened model unless the user gives one) on the sampled patterns, those
-    of a warm-start network and what `rounds` of pattern search add; then the robust program at the threat's eps
-    (Linf) on the same patterns."""
-    from robustaudit.defend.convex import solve, train_nonconvex
-    from robustaudit.progress import progress_bar
+    """The standard convex program (the unhardened model unless the user gives one) and the robust one at the
+    threat's eps (`defend.run.convex`); their figures for harden.json."""
+    from robustaudit.defend.run import convex
 
     if threat.norm is not Norm.LINF:
         raise InputError("convex training is robust to linf perturbations of tabular inputs: use --norm linf")
     xs, ys = x.reshape(len(x), -1).double().numpy(), labels.numpy()
-    with progress_bar(progress) as bar:
-        task = bar.add_task("convex: warm start, standard program, robust program", total=3)
-        warm = train_nonconvex(xs, ys, classes, width=patterns, beta=reg, seed=seed)
-        bar.advance(task)
-        std = solve(xs, ys, classes, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=warm, rounds=rounds)
-        bar.advance(task)
-        robust = solve(xs, ys, classes, eps=threat.eps, beta=reg, seed=seed, solver=solver, given=std.sign_patterns)
-        bar.advance(task)
+    std, robust, warm_objective = convex(xs, ys, classes, threat.eps, patterns=patterns, warm=warm, reg=reg,
+                                         solver=solver, rounds=rounds, seed=seed, folder=folder, progress=progress)
     extra: dict[str, Any] = {"robust": _convex_json(robust, xs, ys, reg, threat.eps),
-                             "standard": _convex_json(std, xs, ys, reg, 0.0),
-                             "warm_start_objective": warm.objective(xs, ys, reg)}
-    plain = std.network.module() if baseline else None
-    return robust.network.module(), plain, extra
+                             "standard": _convex_json(std, xs, ys, reg, 0.0), "warm_start_objective": warm_objective}
+    return robust.network.module(), std.network.module() if baseline else None, extra
 
 
 def _convex_json(r: Any, x: np.ndarray, y: np.ndarray, reg: float, eps: float) -> dict[str, Any]:

@@ -56,13 +56,14 @@ def harden(
                                             "convex)")] = "fast",
     audit_n: Annotated[int | None, typer.Option(help="audit at most this many held-out examples")] = None,
     transfer_attacks: Annotated[str, typer.Option(help="pubdef: the transfer audit's attacks")] = "ifgsm,mi,di",
-    patterns: Annotated[int, typer.Option(help="convex: sampled Gaussian gates (and the width of the warm-start "
-                                                "network, whose patterns join them)")] = 8,
+    patterns: Annotated[int, typer.Option(help="convex: sampled Gaussian gates")] = 8,
+    warm: Annotated[int, typer.Option(help="convex: width of the warm-start network (Adam on the same objective) "
+                                            "whose patterns join the standard program's (0: none)")] = 64,
     reg: Annotated[float, typer.Option(help="convex: weight decay β of the network (group lasso in the "
                                             "program)")] = 1e-3,
     solver: Annotated[str, typer.Option(help="convex: clarabel (interior point) or scs (first order)")] = "clarabel",
     rounds: Annotated[int, typer.Option(help="convex: rounds of pattern search on the program's dual (each adds "
-                                              "up to 16 patterns and one solve)")] = 2,
+                                              "up to 16 patterns and one solve)")] = 0,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -75,8 +76,9 @@ def harden(
                      bounds=parse_bounds(bounds), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
                      steps=steps, beta=beta, sources=_split(sources), attackers=_split(attackers), pick=pick,
                      copies=copies, baseline=baseline, audit=audit, audit_n=audit_n,
-                     transfer_attacks=[a for a in transfer_attacks.split(",") if a], patterns=patterns, reg=reg,
-                     solver=solver, rounds=rounds, seed=seed, progress=show_progress(quiet), data_options=data_options,
+                     transfer_attacks=[a for a in transfer_attacks.split(",") if a], patterns=patterns, warm=warm,
+                     reg=reg, solver=solver, rounds=rounds, seed=seed, progress=show_progress(quiet),
+                     data_options=data_options,
                      **model_options.load_kwargs())
     table = Table(title=f"harden --method {method}: {norm} eps={doc['threat']['eps']:g}, {doc['n_test']} held-out "
                         "examples")

@@ -98,8 +98,7 @@ class ConvexResult:
     solver: str
     status: str
     seconds: float
-    dual_ratio: float | None  # max |λᵀ(Zu)_+| / β found by the pattern search; <= 1: none improves
-    sign_patterns: np.ndarray  # (n, P) the patterns the program used
+    dual_ratio: float | None  # standard program: max |λᵀ(Zu)_+| / β the pattern search found; <= 1: none improves
 
 
 def features(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -132,13 +131,13 @@ def sample_patterns(z: np.ndarray, count: int, seed: int, gates: np.ndarray | No
 
 def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta: float = 1e-3, patterns: int = 32,
           seed: int = 0, solver: str = "clarabel", warm: TwoLayer | None = None, rounds: int = 0,
-          grow: int = 16, given: np.ndarray | None = None) -> ConvexResult:
+          grow: int = 16) -> ConvexResult:
     """Globally optimal training of a two-layer ReLU network over the sampled patterns (robust when eps > 0) with
     cvxpy and a conic solver (Clarabel: interior point, accurate; SCS: first order, for larger problems). `warm`:
     a network trained on the same data whose neurons' patterns join the sampled ones, so that (two classes) the
     optimum is never worse than that network's objective: each of its neurons is a feasible block. `rounds` of
-    pattern search (column generation on the standard program's dual) add up to `grow` patterns each. `given`:
-    use these patterns (a previous result's `sign_patterns`) instead of sampling."""
+    pattern search (column generation on the standard program's dual) add up to `grow` patterns each; the standard
+    program reports the largest dual ratio the search finds at its optimum."""
     require("cvxpy", "convex training")
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     y = np.asarray(y)
@@ -154,9 +153,7 @@ def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta:
     mean, scale = x.mean(0), x.std(0)
     scale = np.where(scale > 0, scale, 1.0)
     z = features(x, mean, scale)
-    d = sample_patterns(z, patterns, seed, None if warm is None else warm.u) if given is None else given
-    if d.shape[0] != len(z):
-        raise InputError(f"given patterns cover {d.shape[0]} examples, the data {len(z)}")
+    d = sample_patterns(z, patterns, seed, None if warm is None else warm.u)
     t = signs(y, classes)
     e = np.concatenate([eps / scale, [0.0]])
     start = time.perf_counter()
@@ -168,11 +165,11 @@ def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta:
             break
         d = _unique(np.concatenate([d, (z @ gates.T >= 0).astype(np.float64)], 1))
     vs, ws, value, status, duals = _program(z, t, d, e, beta, solver)
-    if rounds and eps == 0:
+    if eps == 0:
         gap = _improving_gates(z, duals, beta, grow, seed + rounds)[1]
     u, a = _recover(vs, ws)
     return ConvexResult(TwoLayer(u, a, mean, scale, classes), value, d.shape[1], solver, status,
-                        time.perf_counter() - start, gap, d)
+                        time.perf_counter() - start, gap)
 
 
 def _unique(d: np.ndarray) -> np.ndarray:

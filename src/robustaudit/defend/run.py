@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustaudit.defend.adversarial import pgd_at_loss, trades_loss
+from robustaudit.defend.convex import ConvexResult, TwoLayer, solve, train_nonconvex
 from robustaudit.defend.loop import train
 from robustaudit.defend.pubdef import choose_sources, pubdef_loss, transfer_copy, transfer_matrix
 from robustaudit.errors import InputError
 from robustaudit.models.base import GradModel
 from robustaudit.models.load import import_attribute
+from robustaudit.progress import progress_bar
 from robustaudit.threat import ThreatModel
 
 METHODS = ("pgd-at", "trades", "pubdef", "convex")
@@ -137,3 +139,47 @@ def pubdef(net: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
             "chosen": [names[s] for s in chosen], "worst_cover": float(torch.as_tensor(matrix)[:, chosen].min(1)
                                                                        .values.max())}
     return log, game
+
+
+def convex(x: np.ndarray, y: np.ndarray, classes: int, eps: float, *, patterns: int, warm: int, reg: float,
+           solver: str, rounds: int, seed: int, folder: Path, progress: bool) -> tuple[ConvexResult, ConvexResult,
+                                                                                     float | None]:
+    """The standard program on `patterns` Gaussian gates, the patterns of a warm-start network of width `warm`
+    (0: none) and `rounds` of pattern search; the robust program at Linf `eps` on the Gaussian gates (its optimum
+    uses few neurons, and its cost grows fast with the patterns). Each result is checkpointed in the folder, so a
+    rerun resumes. Returns both and the warm-start network's objective."""
+    key = json.dumps({"n": len(x), "data": float(np.abs(x).sum()), "labels": int(y.sum()), "eps": eps,
+                      "patterns": patterns, "warm": warm, "reg": reg, "solver": solver, "rounds": rounds,
+                      "seed": seed})
+    if warm < 0:
+        raise InputError(f"--warm must be >= 0, got {warm}")
+    with progress_bar(progress) as bar:
+        task = bar.add_task("convex: warm start, standard program, robust program", total=3)
+        start = train_nonconvex(x, y, classes, width=warm, beta=reg, seed=seed) if warm else None
+        bar.advance(task)
+        std = _cached(folder / "checkpoints" / "convex-standard.npz", key, lambda: solve(
+            x, y, classes, beta=reg, patterns=patterns, seed=seed, solver=solver, warm=start, rounds=rounds))
+        bar.advance(task)
+        robust = _cached(folder / "checkpoints" / "convex-robust.npz", key, lambda: solve(
+            x, y, classes, eps=eps, beta=reg, patterns=patterns, seed=seed, solver=solver))
+        bar.advance(task)
+    return std, robust, None if start is None else start.objective(x, y, reg)
+
+
+def _cached(path: Path, key: str, run: Callable[[], ConvexResult]) -> ConvexResult:
+    """A solved program from `path` when it was solved with the same `key`, else solved and written there."""
+    if path.is_file():
+        with np.load(path) as f:
+            if str(f["key"]) == key:
+                net = TwoLayer(f["u"], f["a"], f["mean"], f["scale"], int(f["classes"]))
+                ratio = float(f["dual_ratio"])
+                return ConvexResult(net, float(f["optimum"]), int(f["patterns"]), str(f["solver"]), str(f["status"]),
+                                    float(f["seconds"]), None if np.isnan(ratio) else ratio)
+    r = run()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, key=key, u=r.network.u, a=r.network.a, mean=r.network.mean, scale=r.network.scale,
+             classes=r.network.classes, optimum=r.optimum, patterns=r.patterns, solver=r.solver, status=r.status,
+             seconds=r.seconds, dual_ratio=np.nan if r.dual_ratio is None else r.dual_ratio)
+    tmp.replace(path)
+    return r
