@@ -213,13 +213,16 @@ def test_harden_cli_pgd_at_writes_the_layout_and_resumes(tmp_path: Path,
     (["--method", "pgd-at"], "needs --recipe"),
     (["--method", "pubdef", "--recipe", "R"], "at least one --sources"),
     (["--method", "convex", "--norm", "l2"], "linf"),
+    (["--method", "trades", "--recipe", "BAD"], "fails on inputs shaped (1, 8, 8)"),
 ])
 def test_harden_cli_refuses_bad_input(tmp_path: Path, digits8: tuple[torch.Tensor, torch.Tensor], extra: list[str],
                                       message: str) -> None:
     x, y = digits8
     np.savez(tmp_path / "d.npz", x=x[:50].numpy(), y=y[:50].numpy())
     recipe = _write_mlp_recipe(tmp_path)
-    extra = [recipe if a == "R" else a for a in extra]
+    bad = tmp_path / "bad.py"
+    bad.write_text("from torch import nn\n\n\ndef net():\n    return nn.Linear(100, 10)\n")
+    extra = [recipe if a == "R" else f"{bad}:net" if a == "BAD" else a for a in extra]
     result = CliRunner().invoke(app, ["harden", "--data", str(tmp_path / "d.npz"), "--eps", "0.1", "--epochs", "1",
                                       "--out", str(tmp_path / "o"), "--quiet", *extra])
     assert result.exit_code == 2, result.output

@@ -52,9 +52,9 @@ def build(recipe: str | Callable[..., nn.Module], classes: int, shape: Sequence[
     if not callable(fn):
         raise InputError(f"the recipe {recipe!r} is not callable")
     try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}  # type: ignore[assignment]
+        params = set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature
+        params = set()
     kwargs: dict[str, Any] = {}
     if "n_classes" in params:
         kwargs["n_classes"] = classes
@@ -71,8 +71,13 @@ def build(recipe: str | Callable[..., nn.Module], classes: int, shape: Sequence[
 
 
 def check_fits(net: nn.Module, x: torch.Tensor, classes: int) -> None:
-    with torch.no_grad():
-        z = net.eval()(x[:2])
+    """The recipe's model takes the data's inputs and returns logits for every class in the labels."""
+    try:
+        with torch.no_grad():
+            z = net.eval()(x[:2])
+    except RuntimeError as e:
+        raise InputError(f"the recipe's model fails on inputs shaped {tuple(x.shape[1:])}: "
+                         f"{str(e).splitlines()[0]}") from None
     net.train()
     if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] < classes:
         shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
