@@ -68,8 +68,14 @@ def report(doc: dict[str, Any], seconds: float) -> None:
     a, b = doc["audit"]["unhardened"], doc["audit"]["hardened"]
     print(f"{doc['method']}: clean {a['clean_accuracy']:.3f} -> {b['clean_accuracy']:.3f}, robust "
           f"{a['robust_accuracy']:.3f} -> {b['robust_accuracy']:.3f} (95% CI {b['robust_accuracy_ci95'][0]:.3f}-"
-          f"{b['robust_accuracy_ci95'][1]:.3f}); {seconds / 60:.1f} min in all, training "
-          f"{sum(e['seconds'] for e in doc.get('log') or []):.0f} s")
+          f"{b['robust_accuracy_ci95'][1]:.3f}); {seconds / 60:.1f} min in all, training {training(doc):.0f} s")
+
+
+def training(doc: dict[str, Any]) -> float:
+    """Seconds spent training the hardened model (convex: solving both programs)."""
+    if doc["method"] == "convex":
+        return float(sum(v["seconds"] for v in doc["convex"].values() if isinstance(v, dict)))
+    return float(sum(e["seconds"] for e in doc["log"]))
 
 
 def digits(method: str, folder: Path, epochs: int) -> None:
