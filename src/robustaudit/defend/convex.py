@@ -23,6 +23,7 @@ cancer at ε = 0.05: no neuron survives), so they are not used.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from torch import nn
 from robustaudit.errors import InputError
 from robustaudit.extras import require
 
+log = logging.getLogger(__name__)
 SOLVERS = ("clarabel", "scs")
 
 
@@ -154,6 +156,10 @@ def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta:
     scale = np.where(scale > 0, scale, 1.0)
     z = features(x, mean, scale)
     d = sample_patterns(z, patterns, seed, None if warm is None else warm.u)
+    size = 2 * d.size * z.shape[1] * (1 if classes == 2 else classes)  # nonzeros of the pattern constraints
+    if size > 5e7:
+        log.warning("the convex program has %.1e constraint nonzeros (%d rows, %d patterns): %s may take long; "
+                    "fewer rows, --patterns or --warm, or --solver scs", size, len(z), d.shape[1], solver)
     t = signs(y, classes)
     e = np.concatenate([eps / scale, [0.0]])
     start = time.perf_counter()
