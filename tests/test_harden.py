@@ -229,18 +229,6 @@ def test_harden_cli_refuses_bad_input(tmp_path: Path, digits8: tuple[torch.Tenso
     assert message in " ".join(result.output.split())
 
 
-def _mlp_on(x: torch.Tensor, y: torch.Tensor, hidden: int, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(30):
-        for idx in torch.randperm(len(x)).split(64):
-            opt.zero_grad()
-            F.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
 def test_pubdef_raises_held_out_transfer_robustness(tmp_path: Path) -> None:
     """The issue's setting on the 32x32 digits: public CNN and MLP as sources, a wide CNN held out as the attacker,
     the demo CNN defended for 5 epochs: worst-case transfer robust accuracy +0.2 or more, clean accuracy -0.05 or

@@ -777,7 +777,19 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
     `convex` (two-layer ReLU network for tables, robust at eps; audited by evaluate). Training is checkpointed per
     epoch in `out` and resumes there. Writes model.pt2 (torch.export), unhardened.pt2 (unless `baseline`),
     <stage>.log.jsonl, audit/{unhardened,hardened}/, harden.json, summary.md, report.html."""
-    from robustaudit.defend.run import METHODS, Training, build, check_fits, pubdef, standard, white_box_defence
+    from robustaudit.api import audit as evaluate
+    from robustaudit.attacks.registry import resolve
+    from robustaudit.attacks.transfer.iterative import TransferAttack
+    from robustaudit.defend.run import (
+        METHODS,
+        Training,
+        build,
+        check_fits,
+        check_pubdef,
+        pubdef,
+        standard,
+        white_box_defence,
+    )
     from robustaudit.models.load import save_program
     from robustaudit.report.command import harden_report
 
@@ -786,8 +798,12 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
     threat = ThreatModel(norm=Norm.parse(norm), eps=parse_number(eps), bounds=bounds)
     if threat.norm is Norm.L0:
         raise InputError("harden trains against linf or l2 perturbations")
-    if method == "pubdef" and (not sources or pick < 1 or copies < 1):
-        raise InputError("pubdef needs at least one --sources model, --pick >= 1 and --copies >= 1")
+    if method == "pubdef":  # settings checked before anything trains
+        check_pubdef(len(sources), pick, copies)
+        for name in transfer_attacks:
+            TransferAttack.parse(name)
+    else:
+        resolve(audit, threat.norm)
     x, labels = _xy(data, y, "harden", data_options)
     check_inputs(x, labels, bounds)
     if test is None:
@@ -823,16 +839,15 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
         torch.manual_seed(seed)
         hardened = build(recipe, classes, x.shape[1:]).to(device)
         check_fits(hardened, x[:2].to(device), classes)
+        models = {k: _white_box(v, f"source {k}", device=device,
+                                trust_model_file=model_kw.get("trust_model_file", False))
+                  for k, v in _surrogate_names(list(sources)).items()}  # loaded before anything trains
         unhardened = None
         if baseline is None:
             torch.manual_seed(seed)
             unhardened = build(recipe, classes, x.shape[1:]).to(device)
             doc["unhardened_log"] = standard(unhardened, x, labels, folder, t, progress)
         if method == "pubdef":
-            named = _surrogate_names(list(sources))
-            models = {k: _white_box(v, f"source {k}", device=device,
-                                    trust_model_file=model_kw.get("trust_model_file", False))
-                      for k, v in named.items()}
             doc["log"], doc["pubdef"] = pubdef(hardened, x, labels, threat, models, folder, t, pick=pick,
                                                copies=copies, progress=progress)
         else:
@@ -855,8 +870,6 @@ def harden(method: str, data: DataLike, y: torch.Tensor | None = None, *, out: s
                                  "pairs": [{k: p[k] for k in ("source", "attack", "robust_accuracy")}
                                            for p in r["pairs"]]}
         else:
-            from robustaudit.api import audit as evaluate
-
             rec = evaluate(model, xte, yte, eps=threat.eps, norm=threat.norm, attacks=audit, bounds=bounds,
                            seed=seed, out=where, resume=(where / "store.sqlite").is_file(), progress=progress,
                            **kw)
@@ -913,7 +926,6 @@ def _convex(x: torch.Tensor, labels: torch.Tensor, classes: int, threat: ThreatM
 
 
 def _convex_json(r: Any, x: np.ndarray, y: np.ndarray, reg: float, eps: float) -> dict[str, Any]:
-    net = r.network
-    recovered = float(net.robust_hinge(x, y, eps).mean() + reg / 2 * ((net.u ** 2).sum() + (net.a ** 2).sum()))
-    return {"optimum": r.optimum, "recovered_objective": recovered, "width": net.width, "patterns": r.patterns,
+    return {"optimum": r.optimum, "recovered_objective": r.network.objective(x, y, reg, eps),
+            "width": r.network.width, "patterns": r.patterns,
             "solver": r.solver, "status": r.status, "seconds": round(r.seconds, 2), "dual_ratio": r.dual_ratio}

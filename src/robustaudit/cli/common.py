@@ -220,6 +220,11 @@ def command(app: typer.Typer, name: str | None = None, *, model: bool = False, r
     return register
 
 
+def names(specs: list[str] | None) -> list[str]:
+    """A repeatable option's values, each also split at commas: ['a,b', 'c'] -> ['a', 'b', 'c']."""
+    return [s for spec in specs or [] for s in spec.split(",") if s]
+
+
 def floats(text: str | None, option: str) -> list[float] | None:
     """'a,b,c' -> [a, b, c] (None stays None)."""
     if text is None:

@@ -16,6 +16,7 @@ from robustaudit.cli.common import (
     OutOpt,
     QuietOpt,
     SeedOpt,
+    names,
     out,
     parse_bounds,
     show_progress,
@@ -74,7 +75,7 @@ def harden(
 
     doc = run_harden(method, data, out=out_dir, recipe=recipe, test=test, eps=eps, norm=norm,
                      bounds=parse_bounds(bounds), epochs=epochs, lr=lr, optimizer=optimizer, batch_size=batch_size,
-                     steps=steps, beta=beta, sources=_split(sources), attackers=_split(attackers), pick=pick,
+                     steps=steps, beta=beta, sources=names(sources), attackers=names(attackers), pick=pick,
                      copies=copies, baseline=baseline, audit=audit, audit_n=audit_n,
                      transfer_attacks=[a for a in transfer_attacks.split(",") if a], patterns=patterns, warm=warm,
                      reg=reg, solver=solver, rounds=rounds, seed=seed, progress=show_progress(quiet),
@@ -92,6 +93,3 @@ def harden(
     out.print(f"robust accuracy {doc['robust_gain']:+.3f}, clean accuracy {-doc['clean_drop']:+.3f}; results written "
               f"to {out_dir}/ (model.pt2, harden.json, summary.md, report.html)", highlight=False)
 
-
-def _split(specs: list[str] | None) -> list[str]:
-    return [s for spec in specs or [] for s in spec.split(",") if s]

@@ -16,6 +16,7 @@ from robustaudit.cli.common import (
     NpzOpt,
     OutOpt,
     QuietOpt,
+    names,
     out,
     parse_bounds,
     show_progress,
@@ -50,8 +51,7 @@ def transfer(
     """Transfer audit: craft attacks on public surrogates, send each to TARGET once, report the worst case."""
     from robustaudit.commands import transfer as run_transfer
 
-    names = [s for spec in surrogates for s in spec.split(",") if s]
-    r = run_transfer(target, names, data, eps=eps, attacks=attacks.split(","), norm=norm, ensemble=ensemble,
+    r = run_transfer(target, names(surrogates), data, eps=eps, attacks=attacks.split(","), norm=norm, ensemble=ensemble,
                      bounds=parse_bounds(bounds), seed=seed, batch_size=batch_size, out=out_dir,
                      progress=show_progress(quiet), gate=gate, **model_options.load_kwargs())
     table = Table(title=f"transfer audit: {norm} eps={r['threat']['eps']:g}, {r['n']} examples")

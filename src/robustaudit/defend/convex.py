@@ -58,10 +58,10 @@ class TwoLayer:
         """ŷ (n, outputs) in float64."""
         return np.maximum(features(x, self.mean, self.scale) @ self.u.T, 0.0) @ self.a
 
-    def objective(self, x: np.ndarray, y: np.ndarray, beta: float) -> float:
-        """The non-convex training objective: mean summed hinge + β/2 (‖U‖² + ‖A‖²)."""
-        return float(hinge(self.outputs(x), signs(y, self.classes)).sum(1).mean()
-                     + beta / 2 * ((self.u ** 2).sum() + (self.a ** 2).sum()))
+    def objective(self, x: np.ndarray, y: np.ndarray, beta: float, eps: float = 0.0) -> float:
+        """The non-convex training objective: mean summed hinge (its robust bound at Linf `eps`) + β/2 (‖U‖² +
+        ‖A‖²)."""
+        return float(self.robust_hinge(x, y, eps).mean() + beta / 2 * ((self.u ** 2).sum() + (self.a ** 2).sum()))
 
     def robust_hinge(self, x: np.ndarray, y: np.ndarray, eps: float) -> np.ndarray:
         """Per example, the upper bound of the worst-case hinge loss over the Linf ball of radius eps (summed
@@ -109,6 +109,14 @@ def features(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.concatenate([z, np.ones((len(z), 1))], 1)
 
 
+def _standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows flattened to float64, with the per-feature mean and standard deviation (1 where a feature is
+    constant)."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    scale = x.std(0)
+    return x, x.mean(0), np.where(scale > 0, scale, 1.0)
+
+
 def signs(y: np.ndarray, classes: int) -> np.ndarray:
     """±1 targets: one column (class 1 is +1) for two classes, one per class against the rest otherwise."""
     y = np.asarray(y)
@@ -141,19 +149,17 @@ def solve(x: np.ndarray, y: np.ndarray, classes: int, *, eps: float = 0.0, beta:
     pattern search (column generation on the standard program's dual) add up to `grow` patterns each; the standard
     program reports the largest dual ratio the search finds at its optimum."""
     require("cvxpy", "convex training")
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    x, mean, scale = _standardisation(x)
     y = np.asarray(y)
     if not np.isfinite(x).all():
         raise InputError("convex training: the data holds NaN or infinite values")
     if classes < 2 or y.min() < 0 or y.max() >= classes:
         raise InputError(f"convex training needs labels in 0..{classes - 1} and at least 2 classes")
     if patterns < 1 or eps < 0 or beta <= 0 or rounds < 0:
-        raise InputError(f"patterns must be >= 1, eps >= 0, beta > 0 and rounds >= 0, got {patterns}, {eps}, "
-                         f"{beta}, {rounds}")
+        raise InputError(f"--patterns must be >= 1, eps >= 0, --reg (β) > 0 and --rounds >= 0, got {patterns}, "
+                         f"{eps}, {beta}, {rounds}")
     if solver not in SOLVERS:
         raise InputError(f"--solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
     z = features(x, mean, scale)
     d = sample_patterns(z, patterns, seed, None if warm is None else warm.u)
     size = 2 * d.size * z.shape[1] * (1 if classes == 2 else classes)  # nonzeros of the pattern constraints
@@ -273,9 +279,7 @@ def train_nonconvex(x: np.ndarray, y: np.ndarray, classes: int, *, width: int, b
                     steps: int = 3000, lr: float = 1e-2) -> TwoLayer:
     """The baseline the convex program is compared with: the same network and objective (hinge + β/2 weight
     decay, dense output layer) trained by full-batch Adam from a random start (float64)."""
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    mean, scale = x.mean(0), x.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
+    x, mean, scale = _standardisation(x)
     z = torch.from_numpy(features(x, mean, scale))
     t = torch.from_numpy(signs(y, classes))
     g = torch.Generator().manual_seed(seed)

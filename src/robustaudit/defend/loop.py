@@ -17,6 +17,7 @@ from torch import nn
 from robustaudit.errors import InputError
 from robustaudit.models.torch import set_eval
 from robustaudit.progress import progress_bar
+from robustaudit.run.fingerprint import sha256_tensors
 
 BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -36,7 +37,7 @@ def train(net: nn.Module, loss: BatchLoss, x: torch.Tensor, y: torch.Tensor, *, 
           epoch_end: Callable[[nn.Module], dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """Train `net` in place for `epochs` on (x, y) with `loss`; after each epoch the checkpoint
     `folder/checkpoints/<tag>.pt` is replaced and a line appended to `folder/<tag>.log.jsonl`. A checkpoint with
-    the same `settings` resumes the run; one with other settings is an error (a different run). Returns the log
+    the same `settings` and data resumes the run; any other is an error (a different run). Returns the log
     (one dict per epoch: loss, seconds and what `epoch_end` measures)."""
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise InputError(f"epochs and batch size must be >= 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
@@ -44,7 +45,7 @@ def train(net: nn.Module, loss: BatchLoss, x: torch.Tensor, y: torch.Tensor, *, 
     opt = optimiser(net, optimizer, lr)
     gen = torch.Generator().manual_seed(seed)
     ckpt, log_path = folder / "checkpoints" / f"{tag}.pt", folder / f"{tag}.log.jsonl"
-    key = json.dumps(settings, sort_keys=True, default=str)
+    key = json.dumps({"settings": settings, "data": sha256_tensors(x, y)}, sort_keys=True, default=str)
     log: list[dict[str, Any]] = []
     if ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=True)

@@ -43,21 +43,12 @@ def transfer_copy(source: GradModel, x: torch.Tensor, y: torch.Tensor, threat: T
     return torch.cat(parts)
 
 
-def accuracy(model: GradModel, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy of a white-box model (its own passes, not audited queries)."""
-    right = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            right += int((model.logits(x[i:i + batch_size].to(model.device)).argmax(1).cpu()
-                          == y[i:i + batch_size]).sum())
-    return right / max(len(x), 1)
-
-
 def transfer_matrix(sources: Sequence[GradModel], x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
                     seed: int) -> torch.Tensor:
     """A[i, s]: accuracy of source s on PGD examples crafted on source i (the diagonal is white-box)."""
     copies = [transfer_copy(m, x, y, threat, seed=seed + 7919 * i) for i, m in enumerate(sources)]
-    return torch.tensor([[accuracy(s, c, y) for s in sources] for c in copies])
+    return torch.tensor([[float((s.predict_labels(c.to(s.device)).cpu() == y).float().mean()) for s in sources]
+                         for c in copies])
 
 
 def choose_sources(matrix: torch.Tensor, k: int) -> list[int]:

@@ -24,6 +24,7 @@ from robustaudit.errors import InputError
 from robustaudit.models.base import GradModel
 from robustaudit.models.load import import_attribute
 from robustaudit.progress import progress_bar
+from robustaudit.run.fingerprint import sha256_tensors
 from robustaudit.threat import ThreatModel
 
 METHODS = ("pgd-at", "trades", "pubdef", "convex")
@@ -108,17 +109,21 @@ def white_box_defence(method: str, net: nn.Module, x: torch.Tensor, y: torch.Ten
                  lr=t.lr, batch_size=t.batch_size, seed=t.seed, progress=progress)
 
 
+def check_pubdef(sources: int, pick: int, copies: int) -> None:
+    if sources < 1 or pick < 1 or copies < 1:
+        raise InputError("pubdef needs at least one --sources model, --pick >= 1 and --copies >= 1")
+
+
 def pubdef(net: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, sources: dict[str, GradModel],
            folder: Path, t: Training, *, pick: int, copies: int, progress: bool) -> tuple[list[dict[str, Any]],
                                                                                       dict[str, Any]]:
     """PubDef in place: the transfer matrix on up to 256 training examples, the chosen sources, `copies` fixed
     PGD copies of the training set per chosen source (cached in the folder), then the weighted loss."""
-    if not sources or pick < 1 or copies < 1:
-        raise InputError("pubdef needs at least one --sources model, --pick >= 1 and --copies >= 1")
+    check_pubdef(len(sources), pick, copies)
     names = list(sources)
     cache = folder / "checkpoints" / "pubdef_copies.pt"
     key = json.dumps({"sources": names, "threat": threat.to_json(), "pick": pick, "copies": copies,
-                      "seed": t.seed, "n": len(x)})
+                      "seed": t.seed, "data": sha256_tensors(x, y)})
     if cache.is_file() and (state := torch.load(cache, weights_only=True))["key"] == key:
         matrix, chosen, stacked = state["matrix"], list(state["chosen"]), state["copies"]
     else:
@@ -153,7 +158,7 @@ def convex(x: np.ndarray, y: np.ndarray, classes: int, eps: float, *, patterns: 
     (0: none) and `rounds` of pattern search; the robust program at Linf `eps` on the Gaussian gates (its optimum
     uses few neurons, and its cost grows fast with the patterns). Each result is checkpointed in the folder, so a
     rerun resumes. Returns both and the warm-start network's objective."""
-    key = json.dumps({"n": len(x), "data": float(np.abs(x).sum()), "labels": int(y.sum()), "eps": eps,
+    key = json.dumps({"data": sha256_tensors(torch.from_numpy(x), torch.from_numpy(y)), "eps": eps,
                       "patterns": patterns, "warm": warm, "reg": reg, "solver": solver, "rounds": rounds,
                       "seed": seed})
     if warm < 0:
