@@ -548,7 +548,8 @@ def inversion(model: ModelLike, public: DataLike, *, classes: int, invert: Seque
         "surrogate_agreement": rec.agreement, "predicted_on_generated": rec.predicted,
         "uninvertible_classes": [c for c in chosen if rec.predicted[c] == 0] if level < Access.GRADIENTS else [],
         "budget_stopped_transfer_at": rec.stopped_querying_at, "attack_accuracy": None,
-        "random_samples_accuracy": None, "knn_distance": None, "knn_distance_random": None}
+        "random_samples_accuracy": None, "knn_distance": None, "knn_distance_random": None,
+        "surrogate_private_accuracy": None}
     caveats_: list[str] = []
     if result["uninvertible_classes"]:
         caveats_.append(f"the target never predicted class(es) {result['uninvertible_classes']} on generated images: "
@@ -581,6 +582,11 @@ def inversion(model: ModelLike, public: DataLike, *, classes: int, invert: Seque
         result["knn_distance"] = knn_distance(images.flatten(0, 1), labels.repeat(len(images)), xp, yp, feats)
         result["knn_distance_random"] = knn_distance(rec.random_images.cpu(), labels, xp, yp, feats)
         result["knn_space"] = space
+        mine = yp < classes
+        with torch.no_grad():  # the spec's check of the transfer: the surrogates on the private data, no target query
+            result["surrogate_private_accuracy"] = {
+                name: float((net(xp[mine].to(device)).argmax(1).cpu() == yp[mine]).float().mean())
+                for name, net in rec.surrogates.items()} if bool(mine.any()) else {}
     result["provenance"] = _provenance(model, xpub, torch.zeros(len(xpub), dtype=torch.long), seed=seed,
                                        model_kw=model_kw, settings={**dataclasses.asdict(s), "classes": classes,
                                                                     "invert": chosen, "budget": budget,

@@ -150,7 +150,9 @@ def inversion(
     iterations: Annotated[int, typer.Option(help="stage 1: T-ACGAN generator updates")] = 2000,
     n_uncond: Annotated[int, typer.Option(help="stage 1: of which plain-GAN (no target query)")] = 300,
     n_dis: Annotated[int, typer.Option(help="stage 1: discriminator updates per generator update")] = 2,
-    alpha: Annotated[float, typer.Option(help="stage 1: weight of the class loss")] = 1.5,
+    alpha: Annotated[float, typer.Option(help="stage 1: weight of the class loss in the discriminator's step")] = 1.5,
+    alpha_g: Annotated[float, typer.Option(help="stage 1: weight of the class loss in the generator's step (the "
+                                                "paper: the same as --alpha)")] = 0.1,
     per_class: Annotated[int, typer.Option(help="stage 2: generated images per class labelled by the target")] = 500,
     surrogate_epochs: Annotated[int, typer.Option(help="stage 2: training epochs per surrogate")] = 30,
     steps: Annotated[int, typer.Option(help="stage 3: Adam steps on the latent")] = 300,
@@ -169,7 +171,7 @@ def inversion(
     from robustaudit.errors import InputError
     from robustaudit.privacy.inversion import InversionSettings
 
-    settings = InversionSettings(iterations=iterations, n_uncond=n_uncond, n_dis=n_dis, alpha=alpha,
+    settings = InversionSettings(iterations=iterations, n_uncond=n_uncond, n_dis=n_dis, alpha=alpha, alpha_g=alpha_g,
                                  per_class=per_class, surrogate_epochs=surrogate_epochs, steps=steps, seeds=seeds,
                                  samples=samples)
     kwargs = model_options.load_kwargs()

@@ -170,6 +170,8 @@ def inversion_report(r: dict[str, Any], images: Any, labels: Any, folder: Path) 
              for name, q in r["stage_queries"].items()]
     rows += [[f"agreement of {name} with the target (held-out fakes)", f"{a:.3f}"]
              for name, a in r["surrogate_agreement"].items()]
+    rows += [[f"accuracy of {name} on the private examples (--private-eval)", f"{a:.3f}"]
+             for name, a in (r.get("surrogate_private_accuracy") or {}).items()]
     if r["knn_distance"] is not None:
         rows.append([f"KNN distance to the nearest private example ({r['knn_space']})",
                      f"{r['knn_distance']:.3f} (random generator samples: {r['knn_distance_random']:.3f})"])
