@@ -181,8 +181,8 @@ def train_gan(target: _Target, public: torch.Tensor, g: Generator, d: Discrimina
               hist: torch.Tensor) -> int | None:
     """Stage 1 (T-ACGAN, `train_tacgan.py`): with `transfer`, after `n_uncond` plain-GAN iterations D's class head
     learns the target's labels of the fakes (alpha · CE) and G learns to make D see its condition (alpha_g · CE,
-    against D's class head); the class loss
-    stops (and no more queries are made) once the budget left, less `reserve` for stage 2, cannot label a batch.
+    against D's class head); the class loss stops (and no more queries are made) once the budget left, less
+    `reserve` for stage 2, cannot label a batch.
     Returns that iteration (None when the budget sufficed). Checkpointed every `checkpoint_every` iterations."""
     device = public.device
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.0, 0.9))
