@@ -151,6 +151,7 @@ def test_cli_files_and_refusals(demo, tmp_path: Path) -> None:
                            (["--num-classes", "5", "--invert", "7"], "--invert takes"),
                            (["--num-classes", "1"], "at least 2"),
                            (["--num-classes", "5", "--alpha-g", "-1"], "alpha_g at least 0"),
+                           (["--num-classes", "5", "--alpha-g", "nan"], "finite numbers"),
                            (["--num-classes", "4", "--access", "labels"], "outside"),
                            (["--num-classes", "4"], "returns 5 scores")):
         r = CliRunner().invoke(app, [*common, *extra])

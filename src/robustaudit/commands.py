@@ -502,6 +502,7 @@ def inversion(model: ModelLike, public: DataLike, *, classes: int, invert: Seque
     target nor a surrogate), its top-1/top-5 accuracy on the reconstructions over seeds; with `private_eval`
     (labelled private examples, for evaluation only), the distance to the nearest one. Writes inversion.json,
     reconstructions.npz, grid.png, summary.md and report.html."""
+    from robustaudit.models.torch import accuracy
     from robustaudit.privacy.inversion import (
         InversionSettings,
         evaluate_reconstructions,
@@ -582,11 +583,9 @@ def inversion(model: ModelLike, public: DataLike, *, classes: int, invert: Seque
         result["knn_distance"] = knn_distance(images.flatten(0, 1), labels.repeat(len(images)), xp, yp, feats)
         result["knn_distance_random"] = knn_distance(rec.random_images.cpu(), labels, xp, yp, feats)
         result["knn_space"] = space
-        mine = yp < classes
-        with torch.no_grad():  # the spec's check of the transfer: the surrogates on the private data, no target query
-            result["surrogate_private_accuracy"] = {
-                name: float((net(xp[mine].to(device)).argmax(1).cpu() == yp[mine]).float().mean())
-                for name, net in rec.surrogates.items()} if bool(mine.any()) else {}
+        mine = yp < classes  # the spec's check of the transfer: the surrogates on the private data, no target query
+        result["surrogate_private_accuracy"] = {name: accuracy(net, xp[mine], yp[mine])
+                                                for name, net in rec.surrogates.items()} if bool(mine.any()) else {}
     result["provenance"] = _provenance(model, xpub, torch.zeros(len(xpub), dtype=torch.long), seed=seed,
                                        model_kw=model_kw, settings={**dataclasses.asdict(s), "classes": classes,
                                                                     "invert": chosen, "budget": budget,

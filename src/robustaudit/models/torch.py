@@ -162,3 +162,14 @@ def set_eval(module: nn.Module) -> bool:
     for m in module.modules():
         m.training = False
     return True
+
+
+def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
+    """Top-1 accuracy of the module on (x, y)."""
+    device = next(module.parameters()).device
+    set_eval(module)
+    right = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            right += int((module(x[i:i + batch].to(device)).argmax(1).cpu() == y[i:i + batch].cpu()).sum())
+    return right / len(x)

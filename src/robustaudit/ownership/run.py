@@ -18,7 +18,7 @@ from robustaudit.api import DataLike, DataOptions, ModelLike
 from robustaudit.commands import _provenance, _write_json, _xy
 from robustaudit.errors import InputError
 from robustaudit.models.load import as_model, load_module, save_program
-from robustaudit.models.torch import set_eval
+from robustaudit.models.torch import accuracy, set_eval
 from robustaudit.ownership.key import OwnerKey
 from robustaudit.ownership.qr import make_code
 from robustaudit.ownership.signature import (
@@ -39,7 +39,7 @@ from robustaudit.ownership.sparsity import (
     prunable,
     sparsity,
 )
-from robustaudit.ownership.train import accuracy, fit
+from robustaudit.ownership.train import fit
 from robustaudit.ownership.trigger import check_trigger, make_trigger, with_trigger
 from robustaudit.progress import progress_bar
 from robustaudit.types import Access, Bounds

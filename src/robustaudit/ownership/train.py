@@ -1,5 +1,4 @@
-"""Training inside the ownership pipeline: Adam on cross-entropy with the masks held (`sparsity.fixed_masks`),
-and top-1 accuracy."""
+"""Training inside the ownership pipeline: Adam on cross-entropy with the masks held (`sparsity.fixed_masks`)."""
 
 from __future__ import annotations
 
@@ -30,14 +29,3 @@ def fit(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr:
         if bar is not None and task is not None:
             bar.advance(task)
     set_eval(module)
-
-
-def accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 512) -> float:
-    """Top-1 accuracy of the module on (x, y)."""
-    device = next(module.parameters()).device
-    set_eval(module)
-    right = 0
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            right += int((module(x[i:i + batch].to(device)).argmax(1).cpu() == y[i:i + batch]).sum())
-    return right / len(x)

@@ -34,6 +34,7 @@ from torch import nn
 
 from robustaudit.errors import InputError
 from robustaudit.models.base import LabelModel
+from robustaudit.models.torch import accuracy
 from robustaudit.ops.losses import log_probabilities, neg_margin
 from robustaudit.ops.rng import derive_seed, generator
 from robustaudit.oracle import Oracle
@@ -71,9 +72,10 @@ class InversionSettings:
                 raise InputError(f"inversion setting {name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.n_uncond <= self.iterations:
             raise InputError(f"n_uncond must lie in 0..iterations ({self.iterations}), got {self.n_uncond}")
-        if self.per_class < 10 or self.surrogate_epochs < 0 or min(self.alpha, self.alpha_g) < 0 or self.lr <= 0:
+        if self.per_class < 10 or self.surrogate_epochs < 0 or not min(self.alpha, self.alpha_g) >= 0 \
+                or not math.isfinite(self.alpha + self.alpha_g + self.lr) or not self.lr > 0:
             raise InputError("per_class must be at least 10, surrogate_epochs, alpha and alpha_g at least 0, lr "
-                             "positive")
+                             "positive (finite numbers)")
 
     def planned_queries(self, classes: int, access: Access, inverted: int | None = None) -> int:
         """Target queries the attack makes without a budget: every fake of every conditional D step, then the
@@ -282,23 +284,22 @@ def train_surrogates(target: _Target, g: Generator, d: Discriminator, s: Inversi
         held = order[: len(x) // 10]
         train = order[len(x) // 10:]
         task = progress.add_task("inversion, stage 2: surrogates", total=len(nets) * max(s.surrogate_epochs, 1))
-        agreement = {}
-        for i, net in enumerate(nets):
+        for net in nets:
             net.to(device)
             if s.surrogate_epochs > 0:
                 _fit(net, x[train], p[train], s.surrogate_epochs, rng, progress, task)
-            net.eval()
-            with torch.no_grad():
-                agreement[f"surrogate{i}"] = float((net(x[held]).argmax(1) == p[held].argmax(1)).float().mean())
-        if s.discriminator_surrogate:
-            with torch.no_grad():
-                agreement["discriminator"] = float((d(x[held])[1].argmax(1) == p[held].argmax(1)).float().mean())
+        agreement = {name: accuracy(net, x[held], p[held].argmax(1)) for name, net in _named(nets, d, s).items()}
         _save(path, {"nets": [n.state_dict() for n in nets], "hist": hist, "queries": target.spent,
                      "agreement": agreement})
-    out: dict[str, nn.Module] = {f"surrogate{i}": n.to(device).eval() for i, n in enumerate(nets)}
+    return _named([n.to(device) for n in nets], d, s), agreement
+
+
+def _named(nets: Sequence[nn.Module], d: Discriminator, s: InversionSettings) -> dict[str, nn.Module]:
+    """The surrogates in eval mode by the names the results use; D's class head last when it is one of them."""
+    out: dict[str, nn.Module] = {f"surrogate{i}": n.eval() for i, n in enumerate(nets)}
     if s.discriminator_surrogate:
         out["discriminator"] = ClassHead(d).eval()
-    return out, agreement
+    return out
 
 
 def _fit(net: nn.Module, x: torch.Tensor, p: torch.Tensor, epochs: int, rng: torch.Generator, progress: Any,
